@@ -1,0 +1,86 @@
+"""`rtaudio serve`: the websocket + HTTP server on one port (127.0.0.1:8765 by default)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from rtaudio.server.config import ServerConfig, ServerLimits
+
+HELP = "serve live captions and speech over websockets + HTTP (browser page at /)"
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `serve` and `demo`."""
+    d, lim = ServerConfig(), ServerLimits()
+    parser.add_argument("--host", default=d.host, help=f"address to bind (default {d.host})")
+    parser.add_argument("--port", type=int, default=d.port, help=f"TCP port, 0 for any (default {d.port})")
+    parser.add_argument("--token", default=os.environ.get("RTAUDIO_TOKEN"),
+                        help="require this token from clients (default: $RTAUDIO_TOKEN, else no auth)")
+    parser.add_argument("--model", action="append", dest="models", metavar="NAME",
+                        help=f"recognizer model to serve (repeatable; first is the default; default {d.models[0]})")
+    parser.add_argument("--voice", action="append", dest="voices", metavar="NAME",
+                        help=f"TTS voice to serve (repeatable; default {d.voices[0]})")
+    parser.add_argument("--decode-workers", type=int, default=d.decode_workers,
+                        help=f"recognizer worker threads (default {d.decode_workers})")
+    parser.add_argument("--max-sessions", type=int, default=lim.max_sessions,
+                        help=f"concurrent websocket sessions (default {lim.max_sessions})")
+    parser.add_argument("--idle-timeout", type=float, default=lim.idle_timeout_s, metavar="S",
+                        help=f"close sessions silent for this long (default {lim.idle_timeout_s:g} s)")
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve https/wss with this certificate chain")
+    parser.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    d = ServerConfig()
+    limits = ServerLimits(max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout)
+    return ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_certfile=args.tls_cert,
+                        tls_keyfile=args.tls_key, decode_workers=args.decode_workers,
+                        models=tuple(args.models or d.models), voices=tuple(args.voices or d.voices), limits=limits)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_server_arguments(parser)
+
+
+async def serve(config: ServerConfig, while_serving: Callable[[str], Coroutine[Any, Any, None]] | None = None) -> None:
+    """Run the server until SIGINT/SIGTERM (or until `while_serving(url)` returns), then shut down
+    gracefully: sessions get `shutdown_grace_s` to flush their final captions."""
+    from rtaudio.server.app import Server
+
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread / not supported
+            pass
+    serving = asyncio.create_task(server.serve_forever())
+    waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+    if while_serving is not None:
+        waiters.append(asyncio.create_task(while_serving(server.url)))
+    else:
+        print(f"rtaudio server on {server.url}  (page: {server.url}/, websocket: "
+              f"{server.url.replace('http', 'ws', 1)}/v1/stream); Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # surface errors of while_serving
+    finally:
+        for task in waiters:
+            task.cancel()
+        await server.shutdown()
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    asyncio.run(serve(server_config(args)))
+    return 0

@@ -1,0 +1,136 @@
+"""The engine as the server sees it: shared models, per-session caption streams, and the worker pools.
+
+Models (recognizers, voices) are loaded once and shared by every session; each session gets its own
+stream object. All model compute runs on worker threads (`WorkerPools`), never on the event loop.
+The small Protocols below are all the server needs from the STT and TTS parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from rtaudio.clock import Clock
+from rtaudio.errors import UnknownModelError
+from rtaudio.frames import Caption
+from rtaudio.server.config import ServerConfig, SessionConfig
+from rtaudio.server.events import VadEvent
+
+STREAM_RATE_HZ = 16000  # what recognizers take
+
+T = TypeVar("T")
+
+
+class CaptionStream(Protocol):
+    """One session's recognizer state (rtaudio.stt.streaming.StreamingRecognizer, adapted)."""
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = STREAM_RATE_HZ) -> None: ...
+    def is_ready(self) -> bool: ...
+    def decode(self) -> list[Caption | VadEvent]: ...
+    def input_finished(self) -> None: ...
+    def finalize(self) -> list[Caption | VadEvent]:
+        """End the segment in progress now (its caption becomes final); the stream goes on."""
+        ...
+    def reset(self) -> None:
+        """Drop the segment in progress without captioning it; stream time goes on."""
+        ...
+    @property
+    def next_segment_id(self) -> int: ...
+
+
+class Voice(Protocol):
+    """A loaded TTS voice (rtaudio.tts.voice.PiperVoice)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+    def stream(self, text: str) -> Iterator[np.ndarray]: ...
+
+
+class ModelHub:
+    """Loads models on first use (thread-safe) and opens per-session streams on them."""
+
+    def __init__(self, config: ServerConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._recognizers: dict[str, Any] = {}
+        self._voices: dict[str, Any] = {}
+        self._vad_model: Any = None
+
+    @property
+    def default_model(self) -> str:
+        return self.config.models[0]
+
+    def check(self, session: SessionConfig) -> None:
+        """Raise UnknownModelError if the session asks for a model or voice this server does not serve."""
+        if session.model not in self.config.models:
+            raise UnknownModelError(f"model {session.model!r} is not served here; served: {', '.join(self.config.models)}")
+        self.check_voice(session.tts_voice)
+
+    def check_voice(self, name: str) -> None:
+        if name not in self.config.voices:
+            raise UnknownModelError(f"voice {name!r} is not served here; served: {', '.join(self.config.voices)}")
+
+    def recognizer(self, name: str) -> Any:
+        """The shared WhisperRecognizer for `name` (loads it on first use; call from a worker)."""
+        with self._lock:
+            if name not in self._recognizers:
+                from rtaudio.stt.recognizer import WhisperRecognizer
+
+                self._recognizers[name] = WhisperRecognizer.load(name)
+            return self._recognizers[name]
+
+    def voice(self, name: str) -> Voice:
+        with self._lock:
+            if name not in self._voices:
+                from rtaudio.tts.voice import PiperVoice
+
+                self._voices[name] = PiperVoice.load(name)
+            return self._voices[name]  # type: ignore[no-any-return]
+
+    def open_stream(self, session: SessionConfig, offset_samples: int = 0, first_segment_id: int = 0) -> CaptionStream:
+        """A new caption stream whose time starts at `offset_samples` (16 kHz) and ids at `first_segment_id`.
+
+        Loads the model on first use, so call it from a worker thread.
+        """
+        from rtaudio.server.stream_adapter import open_caption_stream
+
+        return open_caption_stream(self.recognizer(session.model), self.vad_model(), session, self.clock,
+                                   offset_samples, first_segment_id)
+
+    def vad_model(self) -> Any:
+        with self._lock:
+            if self._vad_model is None:
+                from rtaudio.stt.vad import SileroVadModel
+
+                self._vad_model = SileroVadModel.load()
+            return self._vad_model
+
+    def preload(self) -> None:
+        self.recognizer(self.default_model)
+        if self.config.preload_voice:
+            self.voice(self.config.voices[0])
+
+
+class WorkerPools:
+    """Threads for model compute: recognizer steps and speech synthesis each get their own pool,
+    so a long synthesis never delays captions. Work is served first come, first served."""
+
+    def __init__(self, decode_workers: int, tts_workers: int) -> None:
+        self.decode = ThreadPoolExecutor(decode_workers, thread_name_prefix="rtaudio-decode")
+        self.tts = ThreadPoolExecutor(tts_workers, thread_name_prefix="rtaudio-tts")
+
+    async def run_decode(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.decode, fn, *args)
+
+    async def run_tts(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.tts, fn, *args)
+
+    def shutdown(self) -> None:
+        self.decode.shutdown(wait=False, cancel_futures=True)
+        self.tts.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,197 @@
+"""The native rtaudio websocket protocol (`/v1/stream`), sans-I/O. PROTOCOL.md is its specification.
+
+    client                                   server
+    {"type":"session.start","config":{..}} -> {"type":"session.started",..}
+    <binary PCM>, <binary PCM>, ...        -> {"type":"caption","is_final":false,..} ...
+    {"type":"tts.speak","id":"r1",..}      -> {"type":"tts.started"}, <binary PCM>..., {"type":"tts.done"}
+    {"type":"audio.end"}                   -> {"type":"caption","is_final":true,..}, {"type":"audio.ended"}
+
+States: AWAITING_START -> STREAMING -> AUDIO_ENDED. Server binary messages are always speech audio
+of the one speech request in progress (requests are answered one at a time, in order).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import numpy as np
+
+from rtaudio.errors import ConfigError, ProtocolError, RtAudioError, TextError
+from rtaudio.frames import Caption
+from rtaudio.server.config import Encoding, SessionConfig
+from rtaudio.server.events import (
+    AudioIn,
+    CancelSpeech,
+    CaptionTiming,
+    EndOfAudio,
+    Flush,
+    SessionInfo,
+    Speak,
+    SpeechDone,
+    StartSession,
+    VadEvent,
+)
+from rtaudio.server.wire import Wire, decode_pcm, encode_pcm, error_code
+
+PROTOCOL_NAME = "rtaudio.v1"
+
+
+class State(enum.Enum):
+    AWAITING_START = "awaiting_start"
+    STARTING = "starting"
+    STREAMING = "streaming"
+    AUDIO_ENDED = "audio_ended"
+
+
+def caption_json(caption: Caption, timing: CaptionTiming, words: bool, now_ms: float) -> dict[str, Any]:
+    """The native `caption` event (also used by the Python client's tests and the browser page)."""
+    obj: dict[str, Any] = {
+        "type": "caption",
+        "segment_id": caption.segment_id,
+        "is_final": caption.is_final,
+        "stability": caption.stability.value,
+        "text": caption.text,
+        "start_s": round(caption.start_s, 3),
+        "end_s": round(caption.end_s, 3),
+    }
+    if words:
+        obj["words"] = [
+            {"text": w.text, "start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3),
+             "probability": round(float(w.probability), 3)}
+            for w in caption.words
+        ]
+    obj["decoded_until_s"] = round(timing.decoded_until_s, 3)
+    obj["server_latency_ms"] = round(timing.server_latency_ms, 1)
+    obj["server_time_ms"] = now_ms
+    return obj
+
+
+class SessionProtocol(Wire):
+    """Native protocol state machine for one connection."""
+
+    name = "rtaudio"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = State.AWAITING_START
+        self._next_request = 0
+        self._pending: SessionConfig | None = None
+
+    # -- input -------------------------------------------------------------------------------
+    def _on_binary(self, data: bytes) -> None:
+        # Audio may follow "session.start" at once, before "session.started" comes back.
+        config = self._pending if self.state is State.STARTING else self.config
+        if self.state is State.AWAITING_START or config is None:
+            raise ProtocolError('binary audio before "session.start"')
+        if self.state is State.AUDIO_ENDED:
+            raise ProtocolError('binary audio after "audio.end"')
+        if not data:
+            return
+        samples = decode_pcm(data, config.input_encoding, config.input_channels)
+        self._emit(AudioIn(samples, config.input_sample_rate_hz))
+
+    def _on_text(self, text: str) -> None:
+        msg = self._parse_json(text)
+        kind = msg["type"]
+        if kind == "ping":
+            self._send_json({"type": "pong", "id": msg.get("id"), "server_time_ms": self.now_ms()})
+        elif kind == "session.start":
+            if self.state is not State.AWAITING_START:
+                raise ProtocolError("session already started")
+            config = SessionConfig.from_json(msg.get("config"))
+            self.state, self._pending = State.STARTING, config
+            self._emit(StartSession(config))
+        elif kind in ("audio.flush", "audio.end"):
+            self._require(State.STREAMING, kind)
+            if kind == "audio.flush":
+                self._emit(Flush("flush"))
+            else:
+                self.state = State.AUDIO_ENDED
+                self._emit(EndOfAudio(close_after=False))
+        elif kind == "tts.speak":
+            self._on_speak(msg)
+        elif kind == "tts.cancel":
+            request_id = msg.get("id")
+            if request_id is not None and not isinstance(request_id, str):
+                raise ProtocolError('"id" must be a string')
+            self._emit(CancelSpeech(request_id))
+        else:
+            raise ProtocolError(
+                f"unknown message type {kind!r}; expected session.start, audio.flush, audio.end, "
+                "tts.speak, tts.cancel or ping"
+            )
+
+    def _require(self, state: State, kind: str) -> None:
+        if self.state is not state:
+            raise ProtocolError(f"{kind!r} not allowed in state {self.state.value}")
+
+    def _on_speak(self, msg: dict[str, Any]) -> None:
+        if self.state is State.AWAITING_START:
+            raise ProtocolError('"tts.speak" before "session.start"')
+        request_id = msg.get("id")
+        if request_id is None:
+            self._next_request += 1
+            request_id = f"tts-{self._next_request}"
+        text, voice = msg.get("text"), msg.get("voice")
+        if not isinstance(request_id, str) or not request_id or len(request_id) > 128:
+            raise ProtocolError('"id" must be a non-empty string of at most 128 characters')
+        if not isinstance(text, str) or not text.strip():
+            self.client_error(TextError('"text" must be a non-empty string'), request_id=request_id)
+            return
+        if len(text) > self.limits.max_tts_chars:
+            self.client_error(TextError(f"text longer than {self.limits.max_tts_chars} characters"), request_id)
+            return
+        if voice is not None and not isinstance(voice, str):
+            raise ConfigError('"voice" must be a string')
+        self._emit(Speak(request_id, text, voice))
+
+    # -- output ------------------------------------------------------------------------------
+    def send_session_started(self, info: SessionInfo) -> None:
+        self.config = info.config
+        self.state = State.STREAMING
+        self._send_json({
+            "type": "session.started", "session_id": info.session_id, "protocol": PROTOCOL_NAME,
+            "config": info.config.to_json(), "limits": info.limits, "server_time_ms": self.now_ms(),
+        })
+
+    def send_start_failed(self, error: RtAudioError) -> None:
+        self.state = State.AWAITING_START
+        self.client_error(error)
+
+    def send_caption(self, caption: Caption, timing: CaptionTiming) -> None:
+        words = self.config.words if self.config else True
+        self._send_json(caption_json(caption, timing, words, self.now_ms()))
+
+    def send_vad(self, event: VadEvent) -> None:
+        self._send_json({"type": f"vad.{event.kind}", "time_s": round(event.time_s, 3),
+                         "segment_id": event.segment_id, "server_time_ms": self.now_ms()})
+
+    def send_flushed(self, reason: str) -> None:
+        self._send_json({"type": "audio.flushed", "server_time_ms": self.now_ms()})
+
+    def send_audio_ended(self, audio_s: float) -> None:
+        self._send_json({"type": "audio.ended", "audio_s": round(audio_s, 3), "server_time_ms": self.now_ms()})
+
+    def send_speech_started(self, request_id: str, sample_rate_hz: int, encoding: Encoding) -> None:
+        self._send_json({"type": "tts.started", "id": request_id, "encoding": encoding.value,
+                         "sample_rate_hz": sample_rate_hz, "channels": 1, "server_time_ms": self.now_ms()})
+
+    def send_speech_audio(self, request_id: str, samples: np.ndarray, encoding: Encoding) -> None:
+        self._send_bytes(encode_pcm(samples, encoding))
+
+    def send_speech_done(self, done: SpeechDone) -> None:
+        self._send_json({"type": "tts.done", "id": done.request_id, "audio_s": round(done.audio_s, 3),
+                         "chunks": done.chunks, "first_chunk_ms": round(done.first_chunk_ms, 1),
+                         "server_time_ms": self.now_ms()})
+
+    def send_speech_cancelled(self, request_id: str) -> None:
+        self._send_json({"type": "tts.cancelled", "id": request_id, "server_time_ms": self.now_ms()})
+
+    def send_error(self, error: BaseException, fatal: bool, request_id: str | None = None) -> None:
+        message = str(error) if isinstance(error, RtAudioError) else "internal server error"
+        obj: dict[str, Any] = {"type": "error", "code": error_code(error), "message": message, "fatal": fatal}
+        if request_id is not None:
+            obj["id"] = request_id
+        obj["server_time_ms"] = self.now_ms()
+        self._send_json(obj)

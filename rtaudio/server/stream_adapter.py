@@ -1,0 +1,113 @@
+"""Adapts `rtaudio.stt.streaming.StreamingRecognizer` to the server's `CaptionStream`.
+
+What it adds: the session's settings mapped onto `StreamingConfig`, VAD events merged into the
+decode output (as server `VadEvent`s, before the captions of the same decode), and a stream time
+that keeps running across `reset()` and restarts (`offset_samples`), which the recognizer itself
+starts again from zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from rtaudio.clock import Clock
+from rtaudio.frames import Caption, Word
+from rtaudio.server.config import SessionConfig
+from rtaudio.server.engine import STREAM_RATE_HZ
+from rtaudio.server.events import VadEvent
+from rtaudio.stt.decoding import DecodeOptions
+from rtaudio.stt.streaming import StreamingConfig, StreamingRecognizer
+from rtaudio.stt.vad import SpeechEnded, SpeechStarted, VadConfig
+
+NO_ENDPOINT_SILENCE_MS = 10000  # vad.enabled = false: segments end by flush (or window trim) only
+
+
+def streaming_config(session: SessionConfig) -> StreamingConfig:
+    """Session settings -> recognizer settings."""
+    silence_ms = session.vad_min_silence_ms if session.vad_enabled else NO_ENDPOINT_SILENCE_MS
+    base = VadConfig()
+    vad = replace(base, threshold=session.vad_threshold, min_silence_ms=silence_ms,
+                  speech_pad_ms=min(base.speech_pad_ms, silence_ms))
+    return StreamingConfig(partial_interval_ms=session.partial_interval_ms, vad=vad)
+
+
+def _shift_caption(c: Caption, offset: int) -> Caption:
+    if offset == 0:
+        return c
+    offset_s = offset / c.sample_rate
+    words = tuple(Word(w.text, w.start_s + offset_s, w.end_s + offset_s, w.probability) for w in c.words)
+    return replace(c, start_sample=c.start_sample + offset, end_sample=c.end_sample + offset, words=words)
+
+
+class StreamAdapter:
+    """`CaptionStream` over a StreamingRecognizer; times in samples at 16 kHz from the session start."""
+
+    def __init__(self, stream: StreamingRecognizer, offset_samples: int = 0, first_segment_id: int = 0) -> None:
+        self.stream = stream
+        self._offset = offset_samples  # stream time of the recognizer's sample 0
+        self._accepted = 0  # samples given to the recognizer since its last reset
+        self._segment_base = first_segment_id  # segment ids keep counting across resets
+        self._last_segment = first_segment_id - 1
+        self._in_speech_segment = first_segment_id
+
+    @property
+    def next_segment_id(self) -> int:
+        return max(self._last_segment + 1, self._segment_base + self.stream.segment_id)
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = STREAM_RATE_HZ) -> None:
+        self.stream.accept_waveform(samples, sample_rate)
+        self._accepted += len(samples) * STREAM_RATE_HZ // sample_rate
+
+    def is_ready(self) -> bool:
+        return self.stream.is_ready()
+
+    def decode(self) -> list[Caption | VadEvent]:
+        return self._collect(self.stream.decode())
+
+    def finalize(self) -> list[Caption | VadEvent]:
+        out: list[Caption] = self.stream.finalize()
+        while self.stream.is_ready():  # after input_finished: the end-of-input flush
+            out += self.stream.decode()
+        return self._collect(out)
+
+    def input_finished(self) -> None:
+        self.stream.input_finished()
+
+    def reset(self) -> None:
+        """Drop the segment in progress; stream time and segment ids go on."""
+        self._offset += self._accepted
+        self._accepted = 0
+        self._segment_base = self._last_segment + 1
+        self.stream.reset()
+
+    def _collect(self, captions: list[Caption]) -> list[Caption | VadEvent]:
+        out: list[Caption | VadEvent] = []
+        rate = STREAM_RATE_HZ
+        for ev in self.stream.events():
+            if isinstance(ev, SpeechStarted):
+                self._in_speech_segment = self._segment_base + self.stream.segment_id
+                out.append(VadEvent("speech_started", (ev.start_sample + self._offset) / rate,
+                                    self._in_speech_segment))
+            elif isinstance(ev, SpeechEnded):
+                out.append(VadEvent("speech_stopped", (ev.end_sample + self._offset) / rate,
+                                    self._in_speech_segment))
+        for c in captions:
+            c = replace(_shift_caption(c, self._offset), segment_id=c.segment_id + self._segment_base)
+            self._last_segment = max(self._last_segment, c.segment_id)
+            out.append(c)
+        return out
+
+
+def decode_options(session: SessionConfig) -> DecodeOptions:
+    """Captions need word times; the language comes from the session (None: English / detected)."""
+    return DecodeOptions(language=session.language, word_timestamps=True)
+
+
+def open_caption_stream(recognizer: Any, vad_model: Any, session: SessionConfig, clock: Clock,
+                        offset_samples: int = 0, first_segment_id: int = 0) -> StreamAdapter:
+    stream = StreamingRecognizer(recognizer, streaming_config(session), clock, vad_model=vad_model,
+                                 decode_options=decode_options(session))
+    return StreamAdapter(stream, offset_samples, first_segment_id)

@@ -1,0 +1,195 @@
+"""Word timestamps: where each text token looks in the audio, by the cross-attention of the model's
+alignment heads, then a monotonic path (dynamic time warping) from text tokens to audio frames.
+
+Audio positions are 20 ms apart (10 ms mel hop, encoder stride 2). The DTW kernel is Numba with a
+plain-Python reference (`dtw_reference`) that tests compare against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from rtaudio.frames import Word
+from rtaudio.stt.onnx_whisper import WhisperBackend, empty_cache
+from rtaudio.stt.tokenizer import TIME_PRECISION_S, WhisperTokenizer
+
+MEDIAN_FILTER_WIDTH = 7  # audio positions (140 ms): smooths single-frame attention spikes
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class TokenWord:
+    text: str
+    tokens: tuple[int, ...]
+    start_s: float
+    end_s: float
+    probability: float
+
+
+# -- dynamic time warping ---------------------------------------------------------------------------
+
+@njit(nogil=True, cache=True)
+def _dtw_fill(x: np.ndarray, cost: np.ndarray, trace: np.ndarray) -> None:  # pragma: no cover - compiled
+    n, m = x.shape
+    for j in range(1, m + 1):
+        for i in range(1, n + 1):
+            c0 = cost[i - 1, j - 1]
+            c1 = cost[i - 1, j]
+            c2 = cost[i, j - 1]
+            if c0 < c1 and c0 < c2:
+                c, t = c0, 0
+            elif c1 < c0 and c1 < c2:
+                c, t = c1, 1
+            else:
+                c, t = c2, 2
+            cost[i, j] = x[i - 1, j - 1] + c
+            trace[i, j] = t
+
+
+def _backtrace(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    trace = trace.copy()
+    trace[0, :] = 2
+    trace[:, 0] = 1
+    i, j = trace.shape[0] - 1, trace.shape[1] - 1
+    path = []
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        t = trace[i, j]
+        if t == 0:
+            i, j = i - 1, j - 1
+        elif t == 1:
+            i -= 1
+        else:
+            j -= 1
+    arr = np.array(path[::-1], dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def _dtw_tables(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    cost = np.full((n + 1, m + 1), np.inf)
+    cost[0, 0] = 0.0
+    return cost, np.full((n + 1, m + 1), -1, dtype=np.int8)
+
+
+def dtw(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cheapest monotonic path through cost x (N text tokens, M audio positions) float64 ->
+    (text indices, time indices), both of the path's length."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    cost, trace = _dtw_tables(*x.shape)
+    _dtw_fill(x, cost, trace)
+    return _backtrace(trace)
+
+
+def dtw_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Plain-Python twin of `dtw` (same tie-breaking), for tests."""
+    x = np.asarray(x, dtype=np.float64)
+    cost, trace = _dtw_tables(*x.shape)
+    n, m = x.shape
+    for j in range(1, m + 1):
+        for i in range(1, n + 1):
+            options = (cost[i - 1, j - 1], cost[i - 1, j], cost[i, j - 1])
+            c0, c1, c2 = options
+            t = 0 if (c0 < c1 and c0 < c2) else 1 if (c1 < c0 and c1 < c2) else 2
+            cost[i, j] = x[i - 1, j - 1] + options[t]
+            trace[i, j] = t
+    return _backtrace(trace)
+
+
+def median_filter(x: np.ndarray, width: int) -> np.ndarray:
+    """Median over the last axis in a centred window, edges reflected (width odd)."""
+    pad = width // 2
+    if x.shape[-1] <= pad:
+        return x
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1), axis=-1)
+
+
+# -- alignment -------------------------------------------------------------------------------------
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def align_tokens(backend: WhisperBackend, tokenizer: WhisperTokenizer, cross: list[np.ndarray],
+                 sot_sequence: Sequence[int], text_tokens: Sequence[int], token_logprobs: Sequence[float],
+                 n_content_frames: int, language: str | None) -> list[TokenWord]:
+    """Words of `text_tokens` (no timestamps) with window-relative times from one decoder pass."""
+    if not text_tokens:
+        return []
+    tokens = [*sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
+    dims = backend.info.dims
+    _, _, scores = backend.step(np.array([tokens], np.int64), empty_cache(dims, 1), cross)
+    n_pos = max(1, min(n_content_frames // 2, scores.shape[-1]))
+    weights = _softmax(scores[0, :, :, :n_pos].astype(np.float64))  # (A, N, T)
+    mean = weights.mean(axis=-2, keepdims=True)
+    std = weights.std(axis=-2, keepdims=True) + 1e-10
+    weights = median_filter((weights - mean) / std, MEDIAN_FILTER_WIDTH)
+    matrix = weights.mean(axis=0)[len(sot_sequence): -1]  # rows predicting each text token and eot
+    text_idx, time_idx = dtw(-matrix)
+
+    words, word_tokens = tokenizer.split_words([*text_tokens, tokenizer.eot], language)
+    if len(word_tokens) <= 1:
+        return []
+    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_idx[jumps] * TIME_PRECISION_S
+    starts = jump_times[boundaries[:-1]]
+    ends = jump_times[boundaries[1:]]
+    probs = np.exp(np.asarray(token_logprobs, dtype=np.float64))
+    out = []
+    for k, (text, toks) in enumerate(zip(words[:-1], word_tokens[:-1], strict=True)):
+        lo, hi = int(boundaries[k]), int(boundaries[k + 1])
+        p = float(probs[lo:hi].mean()) if hi <= len(probs) and hi > lo else 1.0
+        out.append(TokenWord(text, tuple(toks), float(starts[k]), float(ends[k]), p))
+    return _clip_long_words(_merge_punctuation(out))
+
+
+def _merge_punctuation(words: list[TokenWord]) -> list[TokenWord]:
+    """Attach opening punctuation to the next word and closing punctuation to the previous one."""
+    merged: list[TokenWord] = []
+    pending: TokenWord | None = None
+    for w in words:
+        if pending is not None:
+            w = TokenWord(pending.text + w.text, pending.tokens + w.tokens, w.start_s, w.end_s, w.probability)
+            pending = None
+        stripped = w.text.strip()
+        if stripped and all(c in PREPEND_PUNCTUATION for c in stripped) and w.text.startswith(" "):
+            pending = w
+        elif merged and stripped and all(c in APPEND_PUNCTUATION for c in stripped) and not w.text.startswith(" "):
+            prev = merged[-1]
+            merged[-1] = TokenWord(prev.text + w.text, prev.tokens + w.tokens, prev.start_s, prev.end_s,
+                                   prev.probability)
+        else:
+            merged.append(w)
+    if pending is not None:
+        merged.append(pending)
+    return merged
+
+
+def _clip_long_words(words: list[TokenWord]) -> list[TokenWord]:
+    """Attention often smears the word before a pause over the pause: cap durations at 2x the median
+    word duration (capped at 0.7 s) for words around sentence ends and at the segment edges."""
+    durations = np.array([w.end_s - w.start_s for w in words])
+    durations = durations[durations > 0]
+    median = min(0.7, float(np.median(durations))) if len(durations) else 0.0
+    max_s = 2 * median
+    if max_s <= 0:
+        return words
+    out = list(words)
+    for k, w in enumerate(out):
+        sentence_end = w.text.strip()[-1:] in ".。!！?？"
+        if w.end_s - w.start_s > max_s and (sentence_end or k == len(out) - 1):
+            out[k] = TokenWord(w.text, w.tokens, w.start_s, w.start_s + max_s, w.probability)
+        elif w.end_s - w.start_s > max_s and k == 0:
+            out[k] = TokenWord(w.text, w.tokens, max(0.0, w.end_s - max_s), w.end_s, w.probability)
+    return out
+
+
+def to_words(words: Sequence[TokenWord], offset_s: float = 0.0) -> list[Word]:
+    return [Word(w.text, w.start_s + offset_s, w.end_s + offset_s, w.probability) for w in words]

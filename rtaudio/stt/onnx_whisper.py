@@ -1,0 +1,120 @@
+"""Whisper's exported ONNX graphs behind a small numpy interface (encode once, step the decoder).
+
+`WhisperBackend` is the protocol the decoder drives; `OnnxWhisper` implements it with
+onnxruntime, and `rtaudio_models.whisper.torch_backend` with the PyTorch model (tests compare them).
+Arrays: mel (n_mels, F) float32 with F even; cross K/V per layer (1, H, Dh, T) / (1, H, T, Dh);
+a self-attention cache is a list of 2 * n_layers arrays (B, H, P, Dh).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rtaudio.errors import ConfigError, ModelError
+
+CONFIG_NAME = "whisper.json"
+PRECISIONS = ("int8", "fp32")
+
+
+@dataclass(frozen=True)
+class WhisperDims:
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+
+@dataclass(frozen=True)
+class WhisperModelInfo:
+    """What `whisper.json` (written by the exporter) says about the model."""
+
+    dims: WhisperDims
+    alignment_heads: tuple[tuple[int, int], ...]
+    suppress_ids: tuple[int, ...]
+    suppress_ids_begin: tuple[int, ...]
+    files: dict[str, dict[str, str]]
+    io: dict[str, list[str]]
+
+    @classmethod
+    def load(cls, folder: Path) -> WhisperModelInfo:
+        try:
+            raw = json.loads((folder / CONFIG_NAME).read_text())
+            return cls(
+                dims=WhisperDims(**raw["dims"]),
+                alignment_heads=tuple((int(a), int(b)) for a, b in raw["alignment_heads"]),
+                suppress_ids=tuple(raw["suppress_ids"]),
+                suppress_ids_begin=tuple(raw["suppress_ids_begin"]),
+                files=raw["files"],
+                io=raw["io"],
+            )
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"{folder / CONFIG_NAME} is missing or invalid ({e}); re-fetch the model") from e
+
+
+class WhisperBackend(Protocol):
+    info: WhisperModelInfo
+
+    def encode(self, mel: np.ndarray) -> list[np.ndarray]:
+        """mel (n_mels, F) float32, F even -> cross K/V per layer (batch 1)."""
+        ...
+
+    def step(self, tokens: np.ndarray, cache: list[np.ndarray], cross: list[np.ndarray],
+             ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """tokens (B, N) int64 -> logits (B, V) of the last position, new cache (P+N), and the
+        alignment heads' cross-attention scores before softmax (B, A, N, T)."""
+        ...
+
+
+def empty_cache(dims: WhisperDims, batch: int) -> list[np.ndarray]:
+    dh = dims.n_text_state // dims.n_text_head
+    z = np.zeros((batch, dims.n_text_head, 0, dh), np.float32)
+    return [z] * (2 * dims.n_text_layer)
+
+
+class OnnxWhisper:
+    """Encoder and decoder-step sessions (thread-safe: onnxruntime sessions may run concurrently)."""
+
+    def __init__(self, folder: Path, precision: str = "int8", threads: int = 2, spin: bool = True) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        import onnxruntime as ort
+
+        self.info = WhisperModelInfo.load(folder)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        files = self.info.files[precision]
+        try:
+            self._encoder = ort.InferenceSession(str(folder / files["encoder"]), opts,
+                                                 providers=["CPUExecutionProvider"])
+            self._decoder = ort.InferenceSession(str(folder / files["decoder"]), opts,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"cannot load Whisper ONNX graphs from {folder}: {e}") from e
+        io = self.info.io
+        self._enc_out = io["encoder_outputs"]
+        self._dec_in = io["decoder_inputs"]
+        self._dec_out = io["decoder_outputs"]
+        self._n_cache = 2 * self.info.dims.n_text_layer
+
+    def encode(self, mel: np.ndarray) -> list[np.ndarray]:
+        return list(self._encoder.run(self._enc_out, {"mel": mel[None].astype(np.float32, copy=False)}))
+
+    def step(self, tokens: np.ndarray, cache: list[np.ndarray], cross: list[np.ndarray],
+             ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        feeds = dict(zip(self._dec_in, [tokens, *cache, *cross], strict=True))
+        out = self._decoder.run(self._dec_out, feeds)
+        return out[0], list(out[1:1 + self._n_cache]), out[-1]

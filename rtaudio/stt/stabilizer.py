@@ -1,0 +1,179 @@
+"""Caption stabilization: which words of a changing hypothesis may be shown as settled.
+
+`LocalAgreement` (LocalAgreement-n, as in whisper_streaming's HypothesisBuffer) commits the longest
+prefix of the uncommitted tail on which the last n hypotheses agree. Committed words are never
+retracted: later hypotheses are aligned to them and only what follows is compared. All times are
+seconds of stream time carried in `rtaudio.frames.Word`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rtaudio.errors import ConfigError
+from rtaudio.frames import Word
+
+_STRIP = re.compile(r"[^\w']+")
+
+
+def normalize_word(text: str) -> str:
+    """The comparison key of a word: lower case without punctuation ("Hello," == "hello")."""
+    return _STRIP.sub("", text.lower()).strip("'")
+
+
+def _keys(words: Sequence[Word]) -> list[str]:
+    return [normalize_word(w.text) for w in words]
+
+
+def align_prefix(committed: Sequence[str], hypothesis: Sequence[Word], committed_end_s: float | None = None) -> int:
+    """Index in `hypothesis` where the words after `committed` begin.
+
+    Global alignment of all of `committed` (normalized keys) against a prefix of the hypothesis
+    (match +2, substitution -1, gap -1), so a hypothesis that re-spells, drops or adds a word inside
+    the committed part still splits at the right place. Ties go to the split whose last word ends
+    closest to `committed_end_s`.
+    """
+    c, h = len(committed), len(hypothesis)
+    if c == 0:
+        return 0
+    keys = _keys(hypothesis)
+    prev = [-j for j in range(h + 1)]  # score of committed[:0] against hyp[:j]: j gaps
+    for i in range(1, c + 1):
+        cur = [-i] + [0] * h
+        for j in range(1, h + 1):
+            diag = prev[j - 1] + (2 if committed[i - 1] == keys[j - 1] else -1)
+            cur[j] = max(diag, prev[j] - 1, cur[j - 1] - 1)
+        prev = cur
+    best = max(prev)
+    candidates = [j for j in range(h + 1) if prev[j] == best]
+    if committed_end_s is None or len(candidates) == 1:
+        return candidates[0]
+    end_s = committed_end_s
+
+    def distance(j: int) -> float:
+        return abs(hypothesis[j - 1].end_s - end_s) if j > 0 else end_s
+
+    return min(candidates, key=distance)
+
+
+def _common_prefix(seqs: Sequence[Sequence[str]]) -> int:
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        if any(s[i] != seqs[0][i] for s in seqs):
+            return i
+    return n
+
+
+def repetition_start(words: Sequence[Word], max_ngram: int = 12) -> int | None:
+    """Where a decoding loop begins: index of the first copy of an n-gram repeated too often in a row.
+
+    Returns None when there is no loop. One word may occur three times in a row ("no, no, no"), two
+    words twice ("thank you, thank you"); a run of three or more words said twice in a row is the
+    greedy decoder looping ("and so my fellow Americans. And so my fellow Americans. ...").
+    """
+    keys = _keys(words)
+    for start in range(len(keys)):
+        for n in range(1, max_ngram + 1):
+            gram = keys[start: start + n]
+            if len(gram) < n:
+                break
+            allowed = 3 if n == 1 else 2 if n == 2 else 1
+            reps = 1
+            while reps <= allowed and keys[start + reps * n: start + (reps + 1) * n] == gram:
+                reps += 1
+            if reps > allowed:
+                return start + allowed * n
+    return None
+
+
+class LocalAgreement:
+    """LocalAgreement-n over word hypotheses of one growing audio window (a segment).
+
+    `insert(hyp)` aligns the hypothesis to the words committed so far, compares its tail with the
+    tails of the previous n-1 hypotheses and commits their common prefix. `pop_committed()` hands the
+    committed words over (when the window is trimmed) while keeping the agreement history;
+    `finish(hyp)` closes the segment, committing the tail of the last hypothesis.
+    """
+
+    def __init__(self, agreement_n: int = 2, overlap_window_s: float = 0.6, max_overlap_words: int = 3) -> None:
+        if agreement_n < 1:
+            raise ConfigError(f"agreement_n must be >= 1, got {agreement_n}")
+        self.agreement_n = agreement_n
+        self.overlap_window_s = overlap_window_s
+        self.max_overlap_words = max_overlap_words
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new speech segment after silence)."""
+        self._committed: list[Word] = []
+        self._anchor: list[Word] = []  # last words handed over by pop_committed, to drop their echo
+        self._tails: list[list[str]] = []  # keys of recent uncommitted tails, oldest first
+        self._tail: list[Word] = []
+
+    @property
+    def committed(self) -> tuple[Word, ...]:
+        """Words committed since the segment started or since the last `pop_committed`."""
+        return tuple(self._committed)
+
+    @property
+    def tail(self) -> tuple[Word, ...]:
+        """The unstable words of the latest hypothesis, after the committed ones."""
+        return tuple(self._tail)
+
+    def _split_tail(self, hypothesis: Sequence[Word]) -> list[Word]:
+        if self._committed:
+            k = align_prefix(_keys(self._committed), hypothesis, self._committed[-1].end_s)
+            return list(hypothesis[k:])
+        tail = list(hypothesis)
+        if self._anchor and tail:
+            # The window was cut just after the anchor words: their tail may be transcribed again.
+            anchor_keys, keys = _keys(self._anchor), _keys(tail)
+            limit = self._anchor[-1].end_s + self.overlap_window_s
+            for n in range(min(self.max_overlap_words, len(anchor_keys), len(keys)), 0, -1):
+                if anchor_keys[-n:] == keys[:n] and tail[n - 1].end_s <= limit:
+                    return tail[n:]
+        return tail
+
+    def insert(self, hypothesis: Sequence[Word]) -> list[Word]:
+        """Feed the hypothesis for the whole window; returns the words newly committed (maybe none)."""
+        tail = self._split_tail(hypothesis)
+        keys = _keys(tail)
+        self._tails.append(keys)
+        self._tails = self._tails[-self.agreement_n:]
+        self._tail = tail
+        if len(self._tails) < self.agreement_n:
+            return []
+        k = _common_prefix(self._tails)
+        if k == 0:
+            return []
+        new = tail[:k]
+        self._committed.extend(new)
+        self._tail = tail[k:]
+        self._tails = [t[k:] for t in self._tails]
+        return new
+
+    def commit(self, n: int) -> list[Word]:
+        """Commit the first `n` tail words without agreement (a window that must be cut); agreement
+        restarts from the remaining tail."""
+        new = self._tail[:n]
+        self._committed.extend(new)
+        self._tail = self._tail[n:]
+        self._tails = [_keys(self._tail)]
+        return new
+
+    def pop_committed(self) -> list[Word]:
+        """Hand over the committed words (they become final) and keep agreeing on the rest."""
+        out = self._committed
+        if out:
+            self._anchor = out[-self.max_overlap_words:]
+        self._committed = []
+        return out
+
+    def finish(self, hypothesis: Sequence[Word] | None) -> list[Word]:
+        """Close the segment: committed words plus the tail of `hypothesis` (None: nothing new heard)."""
+        words = list(self._committed)
+        if hypothesis:
+            words.extend(self._split_tail(hypothesis))
+        self.reset()
+        return words

@@ -1,0 +1,477 @@
+"""Live captions from a 16 kHz stream: partial captions a fraction of a second after speech, finals that never change.
+
+`StreamingRecognizer` is a sans-I/O per-stream object around a shared `WhisperRecognizer`:
+
+    stream.accept_waveform(samples)          # any chunk size; cheap (a copy)
+    while stream.is_ready():
+        captions = stream.decode()           # the compute: VAD, Whisper passes, stabilization
+        events = stream.events()             # SpeechStarted / SpeechEnded / BudgetEvent, in order
+    stream.input_finished(); stream.decode() # flushes the last segment as FINAL
+
+How it works. Silero VAD gates everything: Whisper only runs inside speech segments, so silence,
+music and noise produce no text. While a segment is open, every `partial_interval_ms` of new audio
+the encoder runs on the trimmed window (the segment's audio since its start or last cut, not 30 s),
+with the stream's final text as the prompt. `LocalAgreement` commits the words on which consecutive
+hypotheses agree (emitted as STABLE captions; PARTIAL captions show committed words + unstable tail).
+A long utterance without pauses is cut at a committed word boundary once the window exceeds
+`trim_window_ms`: the committed words become a FINAL caption and the window restarts there. The
+VAD endpoint ends the segment and its FINAL follows at once (reusing the last pass when it heard
+all the speech). Captions carry `segment_id` (one per FINAL), sample times and word times.
+
+Bounded lag: every pass is timed with the injected clock, and `accept_waveform` stamps when audio
+arrived. When the oldest unprocessed audio has waited longer than `max_lag_ms`, partial passes are
+skipped (VAD and finals still run), the cadence is stretched to the pass time and the window is
+trimmed sooner; a `BudgetEvent` reports entering and leaving that mode, `lag_s` the current delay.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from rtaudio.clock import Clock, SystemClock
+from rtaudio.errors import AudioError, ConfigError, SampleRateError
+from rtaudio.frames import Caption, Stability, Word
+from rtaudio.log import get_logger, log_event
+from rtaudio.stt.decoding import DecodeOptions
+from rtaudio.stt.stabilizer import LocalAgreement, repetition_start
+from rtaudio.stt.vad import (
+    FRAME_SAMPLES,
+    SileroVad,
+    SileroVadModel,
+    SpeechEnded,
+    SpeechStarted,
+    VadConfig,
+    VadSegmenter,
+)
+
+SAMPLE_RATE_HZ = 16000
+FINAL_TEXT_CHARS = 2000
+log = get_logger("stt.streaming")
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """Cadence, window and stability policy of one live stream."""
+
+    partial_interval_ms: int = 250
+    """New audio between two Whisper passes while someone speaks (the partial cadence)."""
+    min_window_ms: int = 300
+    """The first pass of a segment waits until its window holds this much audio."""
+    trim_window_ms: int = 6000
+    """Once the window is longer, it is cut at the last committed word (the committed words go FINAL)."""
+    max_window_ms: int = 16000
+    """Hard cap: past this, tail words older than `partial_interval_ms` * 4 are committed by force."""
+    agreement_n: int = 2
+    """LocalAgreement-n: hypotheses that must agree before a word is committed."""
+    prompt_chars: int = 160
+    """How much of the stream's final text conditions the next pass."""
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    """A pass with p(no speech) above the first and mean log-probability below the second is silence."""
+    max_tokens_per_s: float = 6.0
+    """Token budget of a pass: 8 + this * window seconds. Fast speech needs ~5/s; a decoding loop
+    (which a short window invites) is cut there instead of running to 224 tokens."""
+    quiet_after_speech_ms: int = 320
+    """Skip passes once the window already holds this much non-speech after the last voiced frame."""
+    max_lag_ms: int = 1000
+    """Budget: when audio waits longer than this before being processed, partials are thinned out."""
+    vad: VadConfig = field(default_factory=VadConfig)
+
+    def __post_init__(self) -> None:
+        if self.partial_interval_ms < 20:
+            raise ConfigError("partial_interval_ms must be at least 20")
+        if not 0 < self.min_window_ms <= self.trim_window_ms <= self.max_window_ms <= 30000:
+            raise ConfigError("need 0 < min_window_ms <= trim_window_ms <= max_window_ms <= 30000 (Whisper's window)")
+        if self.agreement_n < 1:
+            raise ConfigError("agreement_n must be >= 1")
+        if self.max_tokens_per_s <= 0:
+            raise ConfigError("max_tokens_per_s must be > 0")
+        if self.prompt_chars < 0 or self.max_lag_ms <= 0 or self.quiet_after_speech_ms < 0:
+            raise ConfigError("prompt_chars and quiet_after_speech_ms must be >= 0, max_lag_ms > 0")
+
+
+@dataclass(frozen=True)
+class BudgetEvent:
+    """The stream fell behind (`degraded`) and thins out partials, or caught up again."""
+
+    degraded: bool
+    lag_s: float
+    interval_ms: int
+    skipped_partials: int
+
+
+StreamEvent = SpeechStarted | SpeechEnded | BudgetEvent
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One Whisper pass over the window: words in stream seconds, up to `end_sample`."""
+
+    words: tuple[Word, ...]
+    end_sample: int
+    compute_s: float
+
+
+STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
+"""Greedy, no temperature fallback (a retry costs a whole pass; the next pass comes soon anyway),
+no timestamp tokens (word times come from the alignment heads), word times on."""
+
+
+class _AudioBuffer:
+    """Growable float32 buffer addressed by absolute stream sample; old audio is dropped explicitly."""
+
+    def __init__(self) -> None:
+        self._data = np.zeros(SAMPLE_RATE_HZ * 8, np.float32)
+        self.start = 0  # absolute sample of _data[0]
+        self.end = 0  # absolute sample after the last one
+
+    def append(self, x: np.ndarray) -> None:
+        used = self.end - self.start
+        if used + len(x) > len(self._data):
+            grown = np.zeros(max(2 * len(self._data), used + len(x)), np.float32)
+            grown[:used] = self._data[:used]
+            self._data = grown
+        self._data[used: used + len(x)] = x
+        self.end += len(x)
+
+    def view(self, a: int, b: int) -> np.ndarray:
+        a, b = max(a, self.start), min(b, self.end)
+        return self._data[a - self.start: max(a, b) - self.start]
+
+    def drop_before(self, sample: int) -> None:
+        cut = min(max(sample, self.start), self.end) - self.start
+        if cut > len(self._data) // 2:  # move only when it frees a lot: amortized O(1) per sample
+            used = self.end - self.start
+            self._data[: used - cut] = self._data[cut:used]
+            self.start += cut
+
+
+def _words_text(words: Sequence[Word]) -> str:
+    return " ".join(w.text.strip() for w in words if w.text.strip())
+
+
+def _ms_to_samples(ms: float) -> int:
+    return int(ms * SAMPLE_RATE_HZ) // 1000
+
+
+class StreamingRecognizer:
+    """Per-stream live captioning state over a shared recognizer (see the module docstring).
+
+    `recognizer` is a `rtaudio.stt.recognizer.WhisperRecognizer` (anything with its
+    `transcribe_window(audio, prompt=, options=) -> WindowResult`). `decode_options` defaults to
+    `STREAMING_DECODE`; its token budget is set per pass from the window length.
+    """
+
+    def __init__(self, recognizer: Any, config: StreamingConfig | None = None, clock: Clock | None = None,
+                 vad_model: SileroVadModel | None = None, decode_options: DecodeOptions | None = None) -> None:
+        self.recognizer = recognizer
+        self.config = config or StreamingConfig()
+        self.clock: Clock = clock or SystemClock()
+        cfg = self.config
+        self.decode_options = replace(decode_options or STREAMING_DECODE, no_speech_threshold=cfg.no_speech_threshold,
+                                      logprob_threshold=cfg.logprob_threshold)
+        self._vad = SileroVad(vad_model or SileroVadModel.load())
+        self._segmenter = VadSegmenter(cfg.vad)
+        self._stab = LocalAgreement(cfg.agreement_n)
+        self._resampler: Any = None
+        self._resampler_rate = 0
+        self.reset()
+
+    # ----------------------------------------------------------------- input
+    def reset(self) -> None:
+        """Start a new stream (the model and configuration are kept)."""
+        self._vad.reset()
+        self._segmenter.reset()
+        self._stab.reset()
+        self._audio = _AudioBuffer()
+        self._arrivals: list[tuple[int, int]] = []  # (end sample, clock ns) per accepted chunk
+        self._finished = False
+        self._flushed = False
+        self._events: list[StreamEvent] = []
+        self._segment_id = 0
+        self._window_start: int | None = None  # None: no speech segment open
+        self._last_pass: Hypothesis | None = None
+        self._last_voiced_end = 0
+        self._final_text = ""
+        self._degraded = False
+        self._pass_s = 0.0  # moving average of a partial pass' compute time
+        self.lag_s = 0.0
+        """Seconds from the arrival of the newest audio a decode used to the end of that decode."""
+        self.passes = 0
+        """Whisper passes run (partial and final)."""
+        self.skipped_partials = 0
+        """Partial passes skipped to stay within `max_lag_ms`."""
+        if self._resampler is not None:
+            self._resampler.reset()
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE_HZ) -> None:
+        """Queue mono float samples (any length); other rates are resampled to 16 kHz."""
+        if self._finished:
+            raise AudioError("accept_waveform after input_finished; call reset() for a new stream")
+        x = np.asarray(samples)
+        if x.ndim != 1 or not np.issubdtype(x.dtype, np.floating):
+            raise AudioError(f"samples must be 1-D float (mono), got {x.dtype} with shape {x.shape}")
+        if sample_rate <= 0:
+            raise SampleRateError(f"sample rate must be positive, got {sample_rate}")
+        x = x.astype(np.float32, copy=False)
+        if sample_rate != SAMPLE_RATE_HZ:
+            x = self._resample(x, sample_rate)
+        self._audio.append(x)
+        self._arrivals.append((self._audio.end, self.clock.now_ns()))
+
+    def _resample(self, x: np.ndarray, rate: int) -> np.ndarray:
+        from rtaudio.dsp.resample import Resampler
+
+        if self._resampler_rate != rate:
+            if self._resampler_rate:
+                raise SampleRateError("the sample rate of a stream cannot change; call reset()")
+            self._resampler = Resampler(rate, SAMPLE_RATE_HZ)
+            self._resampler_rate = rate
+        out: np.ndarray = self._resampler.push(x)
+        return out
+
+    def input_finished(self) -> None:
+        """No more audio: the next `decode()` flushes everything as FINAL."""
+        if not self._finished and self._resampler is not None:
+            self._audio.append(self._resampler.flush())
+        self._finished = True
+
+    def is_ready(self) -> bool:
+        """True when `decode()` has work: a VAD frame of new audio, or the end-of-input flush."""
+        unscored = self._audio.end - self._vad.frames_done * FRAME_SAMPLES
+        return unscored >= FRAME_SAMPLES or (self._finished and not self._flushed)
+
+    def events(self) -> list[StreamEvent]:
+        """VAD and budget events since the last call, in stream order."""
+        out, self._events = self._events, []
+        return out
+
+    @property
+    def segment_id(self) -> int:
+        """Id of the segment in progress (or of the next one)."""
+        return self._segment_id
+
+    @property
+    def final_text(self) -> str:
+        """The stream's recent final text (its last FINAL_TEXT_CHARS characters; the prompt's source)."""
+        return self._final_text
+
+    @property
+    def degraded(self) -> bool:
+        """True while partials are thinned out to keep up."""
+        return self._degraded
+
+    # ----------------------------------------------------------------- compute
+    def decode(self) -> list[Caption]:
+        """Run VAD over new audio, end or cut segments, run a partial pass when due; captions in order."""
+        newest = self._audio.end
+        backlog_s = self._waited_s(self._vad.frames_done * FRAME_SAMPLES)
+        captions = self._run_vad()
+        if self._finished and not self._flushed:
+            captions += self._end_segment()
+            self._flushed = True
+        elif self._window_start is not None and self._partial_due(backlog_s):
+            captions += self._partial_pass()
+            self._update_budget(self._waited_s(newest))
+        self._forget_old_audio()
+        if captions:
+            self.lag_s = self._waited_s(newest)
+        return captions
+
+    def finalize(self) -> list[Caption]:
+        """End the segment in progress now (it goes FINAL at once); the stream goes on."""
+        return self._run_vad() + self._end_segment()
+
+    def _waited_s(self, sample: int) -> float:
+        """How long ago (clock) the audio at stream sample `sample` arrived; 0 when unknown."""
+        if not self._arrivals:
+            return 0.0
+        i = min(bisect.bisect_right(self._arrivals, (sample, 1 << 62)), len(self._arrivals) - 1)
+        return max(0.0, (self.clock.now_ns() - self._arrivals[i][1]) / 1e9)
+
+    def _run_vad(self) -> list[Caption]:
+        done = self._vad.frames_done * FRAME_SAMPLES
+        end = self._audio.end
+        if self._finished and (end - done) % FRAME_SAMPLES:
+            pad = FRAME_SAMPLES - (end - done) % FRAME_SAMPLES  # score the last partial frame too
+            x = np.concatenate([self._audio.view(done, end), np.zeros(pad, np.float32)])
+        else:
+            x = self._audio.view(done, done + (end - done) // FRAME_SAMPLES * FRAME_SAMPLES)
+        probs = self._vad.push(x) if len(x) else np.zeros(0, np.float32)
+        captions: list[Caption] = []
+        # frame by frame, so a segment that ends and one that starts in the same batch stay apart
+        for i in range(len(probs)):
+            for ev in self._segmenter.push(probs[i: i + 1]):
+                self._events.append(ev)
+                if isinstance(ev, SpeechStarted):
+                    self._open_segment(ev.start_sample)
+                else:
+                    captions += self._close_segment(ev.end_sample)
+            if probs[i] >= self.config.vad.threshold:
+                self._last_voiced_end = done + (i + 1) * FRAME_SAMPLES
+        return captions
+
+    def _end_segment(self) -> list[Caption]:
+        """Close the segment in progress at the audio received so far."""
+        captions: list[Caption] = []
+        for ev in self._segmenter.flush():
+            self._events.append(ev)
+            if isinstance(ev, SpeechEnded):
+                captions += self._close_segment(min(ev.end_sample, self._audio.end))
+        return captions
+
+    def _open_segment(self, start_sample: int) -> None:
+        self._window_start = max(start_sample, self._audio.start)
+        self._stab.reset()
+        self._last_pass = None
+
+    def _interval_s(self) -> float:
+        """The partial cadence, stretched to the pass time when compute cannot keep it."""
+        stretch = 2.0 if self._degraded else 1.0
+        return max(self.config.partial_interval_ms / 1000, stretch * self._pass_s)
+
+    def _partial_due(self, backlog_s: float) -> bool:
+        assert self._window_start is not None
+        cfg = self.config
+        end = self._audio.end
+        since = self._last_pass.end_sample if self._last_pass else self._window_start
+        if end - since < self._interval_s() * SAMPLE_RATE_HZ or end - self._window_start < _ms_to_samples(cfg.min_window_ms):
+            return False
+        if self._last_pass and since - self._last_voiced_end >= _ms_to_samples(cfg.quiet_after_speech_ms):
+            return False  # the last pass already heard the speech end; only silence since
+        if backlog_s > cfg.max_lag_ms / 1000:
+            self.skipped_partials += 1
+            self._set_degraded(True, backlog_s)
+            return False
+        return True
+
+    def _update_budget(self, lag_s: float) -> None:
+        limit = self.config.max_lag_ms / 1000
+        if lag_s > limit:
+            self._set_degraded(True, lag_s)
+        elif lag_s < limit / 2:
+            self._set_degraded(False, lag_s)
+
+    def _set_degraded(self, degraded: bool, lag_s: float) -> None:
+        if degraded == self._degraded:
+            return
+        self._degraded = degraded
+        interval_ms = int(round(1000 * self._interval_s()))
+        self._events.append(BudgetEvent(degraded, round(lag_s, 3), interval_ms, self.skipped_partials))
+        log_event(log, logging.WARNING if degraded else logging.INFO,
+                  "falling behind: thinning partials" if degraded else "caught up", lag_s=round(lag_s, 3),
+                  interval_ms=interval_ms, skipped_partials=self.skipped_partials)
+
+    def _transcribe(self, start: int, end: int) -> Hypothesis:
+        audio = self._audio.view(start, end)
+        cfg = self.config
+        prompt = self._final_text[-cfg.prompt_chars:].strip() if cfg.prompt_chars else ""
+        options = replace(self.decode_options,
+                          max_new_tokens=8 + math.ceil(cfg.max_tokens_per_s * len(audio) / SAMPLE_RATE_HZ))
+        t0 = self.clock.now_ns()
+        result = self.recognizer.transcribe_window(audio, prompt=prompt or None, options=options)
+        compute_s = (self.clock.now_ns() - t0) / 1e9
+        self.passes += 1
+        offset, end_s = start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ
+        words: list[Word] = []
+        for seg in result.segments:
+            for w in seg.words:
+                if w.text.strip():
+                    s = min(offset + w.start_s, end_s)
+                    words.append(Word(w.text, s, min(max(offset + w.end_s, s), end_s), w.probability))
+        loop = repetition_start(words)
+        return Hypothesis(tuple(words if loop is None else words[:loop]), end, compute_s)
+
+    def _partial_pass(self) -> list[Caption]:
+        assert self._window_start is not None
+        hyp = self._transcribe(self._window_start, self._audio.end)
+        self._pass_s = hyp.compute_s if self._pass_s == 0 else 0.7 * self._pass_s + 0.3 * hyp.compute_s
+        self._last_pass = hyp
+        new = self._stab.insert(hyp.words)
+        out: list[Caption] = []
+        if new:
+            out.append(self._caption(self._stab.committed, Stability.STABLE, hyp.end_sample))
+        out += self._maybe_cut(hyp.end_sample)
+        out.append(self._caption(self._stab.committed + self._stab.tail, Stability.PARTIAL, hyp.end_sample))
+        return out
+
+    def _maybe_cut(self, end: int) -> list[Caption]:
+        """Keep the window short: finalize committed words and restart the window after them."""
+        assert self._window_start is not None
+        cfg = self.config
+        length = end - self._window_start
+        if length > _ms_to_samples(cfg.max_window_ms):
+            # agreement never came: commit the older part of the tail by force
+            old_s = end / SAMPLE_RATE_HZ - 4 * cfg.partial_interval_ms / 1000
+            forced = [w for w in self._stab.tail if w.end_s <= old_s]
+            if forced:
+                self._stab.commit(len(forced))
+        trim_ms = cfg.trim_window_ms // 2 if self._degraded else cfg.trim_window_ms
+        committed = self._stab.committed
+        if length <= _ms_to_samples(max(trim_ms, cfg.min_window_ms)) or not committed:
+            return []
+        tail = self._stab.tail
+        cut_s = committed[-1].end_s
+        if tail and tail[0].start_s > cut_s:
+            cut_s = (cut_s + tail[0].start_s) / 2  # mid-gap: neither word loses its edge
+        cut = max(self._window_start, min(int(round(cut_s * SAMPLE_RATE_HZ)), end))
+        words = self._stab.pop_committed()
+        final = self._caption(words, Stability.FINAL, cut, start=self._window_start)
+        self._remember_final(words)
+        self._segment_id += 1
+        self._window_start = cut
+        return [final]
+
+    def _close_segment(self, end_sample: int) -> list[Caption]:
+        """VAD endpoint: flush the segment as FINAL (an empty FINAL retracts partials that were shown)."""
+        start = self._window_start
+        if start is None:
+            return []
+        last = self._last_pass
+        heard_all = last is not None and last.end_sample >= min(end_sample, self._last_voiced_end)
+        if last is not None and heard_all:
+            words = self._stab.finish(last.words)
+        elif end_sample - start >= _ms_to_samples(self.config.min_window_ms) // 2:
+            words = self._stab.finish(self._transcribe(start, end_sample).words)
+        else:
+            words = self._stab.finish(None)
+        self._window_start = None
+        self._last_pass = None
+        if not words and last is None:
+            return []
+        final = self._caption(words, Stability.FINAL, end_sample, start=start)
+        self._remember_final(words)
+        self._segment_id += 1
+        return [final]
+
+    def _remember_final(self, words: Sequence[Word]) -> None:
+        text = _words_text(words)
+        if text:
+            self._final_text = f"{self._final_text} {text}".strip()[-FINAL_TEXT_CHARS:]
+
+    def _caption(self, words: Sequence[Word], stability: Stability, end_sample: int,
+                 start: int | None = None) -> Caption:
+        start = self._window_start if start is None else start
+        assert start is not None
+        if words:
+            start = max(start, int(round(words[0].start_s * SAMPLE_RATE_HZ)))
+            end_sample = min(end_sample, int(round(words[-1].end_s * SAMPLE_RATE_HZ)))
+        return Caption(text=_words_text(words), start_sample=start, end_sample=max(end_sample, start),
+                       stability=stability, segment_id=self._segment_id, sample_rate=SAMPLE_RATE_HZ,
+                       words=tuple(words))
+
+    def _forget_old_audio(self) -> None:
+        keep = self._vad.frames_done * FRAME_SAMPLES - SAMPLE_RATE_HZ * 2  # room for the VAD's start pad
+        if self._window_start is not None:
+            keep = min(keep, self._window_start)
+        self._audio.drop_before(keep)
+        i = bisect.bisect_left(self._arrivals, (keep, 0))
+        if i > 64:
+            del self._arrivals[: i - 1]

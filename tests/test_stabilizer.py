@@ -1,0 +1,158 @@
+"""LocalAgreement on scripted hypothesis sequences: commits, no retraction, nothing lost at boundaries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtaudio.errors import ConfigError
+from rtaudio.frames import Word
+from rtaudio.stt.stabilizer import LocalAgreement, align_prefix, normalize_word, repetition_start
+
+
+def W(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:
+    """Words of `text`, each `step` seconds long from `start`."""
+    return [Word(t, start + i * step, start + (i + 1) * step) for i, t in enumerate(text.split())]
+
+
+def texts(words: tuple[Word, ...] | list[Word]) -> str:
+    return " ".join(w.text for w in words)
+
+
+def test_normalize_word() -> None:
+    assert normalize_word(" Hello,") == "hello"
+    assert normalize_word("don't!") == "don't"
+    assert normalize_word("'quoted'") == "quoted"
+
+
+def test_local_agreement_2_commits_common_prefix() -> None:
+    la = LocalAgreement(2)
+    assert la.insert(W("the quick")) == []
+    assert texts(la.tail) == "the quick"
+    assert texts(la.insert(W("the quick brow"))) == "the quick"
+    assert texts(la.insert(W("the quick brown fox"))) == ""  # "brow" vs "brown": nothing new agrees
+    assert texts(la.insert(W("The quick brown fox jumps"))) == "brown fox"
+    assert texts(la.committed) == "the quick brown fox"
+    assert texts(la.tail) == "jumps"
+
+
+def test_punctuation_and_case_do_not_block_agreement() -> None:
+    la = LocalAgreement(2)
+    la.insert(W("Hello world"))
+    assert texts(la.insert(W("hello, World. How"))) == "hello, World."
+
+
+def test_agreement_n_3_needs_three() -> None:
+    la = LocalAgreement(3)
+    assert la.insert(W("a b")) == [] and la.insert(W("a b c")) == []
+    assert texts(la.insert(W("a b c d"))) == "a b"
+
+
+def test_committed_is_never_retracted_when_hypothesis_changes_its_past() -> None:
+    la = LocalAgreement(2)
+    la.insert(W("I scream for"))
+    la.insert(W("I scream for ice"))
+    assert texts(la.committed) == "I scream for"
+    # the model changes its mind about committed words; they stay, the new tail is aligned after them
+    assert texts(la.insert(W("Ice cream for ice cream"))) == "ice"
+    assert texts(la.committed) == "I scream for ice"
+    assert texts(la.tail) == "cream"
+
+
+def test_align_prefix_handles_insertions_and_repeats() -> None:
+    hyp = W("so the the cat sat on the mat")
+    assert align_prefix(["the", "cat"], hyp) == 4
+    assert align_prefix([], hyp) == 0
+    assert align_prefix(["the"], W("the the")) == 1  # a repeated word is new, not an echo
+    assert align_prefix(["a", "b"], W("a x b c")) == 3
+    # equal scores: the split closest in time to the end of the committed words wins
+    assert align_prefix(["x"], W("y z"), committed_end_s=0.3) == 1
+    assert align_prefix(["x"], W("y z"), committed_end_s=0.01) == 0
+
+
+def test_pop_committed_keeps_history_and_drops_echo_after_cut() -> None:
+    la = LocalAgreement(2)
+    la.insert(W("we choose to go"))
+    la.insert(W("we choose to go to the"))
+    popped = la.pop_committed()
+    assert texts(popped) == "we choose to go" and la.committed == ()
+    # the trimmed window starts at 1.2 s; the model hears the tail of "go" again
+    assert texts(la.insert(W("go to the moon", start=1.2))) == "to the"
+    assert texts(la.tail) == "moon"
+    final = la.finish(W("to the moon.", start=1.2))
+    assert texts(final) == "to the moon."
+
+
+def test_finish_without_hypothesis_keeps_committed() -> None:
+    la = LocalAgreement(2)
+    la.insert(W("one two three"))
+    la.insert(W("one two four"))
+    assert texts(la.finish(None)) == "one two"
+    assert la.committed == () and la.tail == ()
+
+
+def test_finish_with_shorter_hypothesis_loses_nothing_committed() -> None:
+    la = LocalAgreement(2)
+    la.insert(W("alpha beta gamma delta"))
+    la.insert(W("alpha beta gamma delta epsilon"))
+    assert texts(la.finish(W("alpha beta"))) == "alpha beta gamma delta"
+
+
+def test_repetition_start() -> None:
+    assert repetition_start(W("no no no we will")) is None
+    assert repetition_start(W("thank you thank you")) is None
+    assert repetition_start(W("and the the the the end")) == 4
+    assert repetition_start(W("thank you thank you thank you")) == 4
+    loop = W("and so my fellow Americans. And so my fellow Americans. And so my fellow")
+    assert repetition_start(loop) == 5
+    assert repetition_start(W("a b c")) is None
+
+
+def test_bad_agreement_n() -> None:
+    with pytest.raises(ConfigError):
+        LocalAgreement(0)
+
+
+VOCAB = "the a cat dog sat ran on under mat rug quickly slowly and then it was".split()
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_agree=st.integers(1, 3), cuts=st.booleans())
+def test_random_hypothesis_sequences_never_retract_or_lose(seed: int, n_agree: int, cuts: bool) -> None:
+    """A noisy recognizer re-transcribes a growing window; it sometimes flips earlier words and
+    garbles the last ones. Whatever it does, shown committed text only grows, and the final
+    text of each segment starts with everything committed in it."""
+    rng = random.Random(seed)
+    truth = [rng.choice(VOCAB) for _ in range(rng.randint(3, 25))]
+    la = LocalAgreement(n_agree)
+    shown: list[str] = []  # every committed word, in order, across cuts
+    finals: list[str] = []
+    heard = 0
+    window_start = 0
+    while heard < len(truth):
+        heard = min(len(truth), heard + rng.randint(0, 2))
+        hyp = list(truth[window_start:heard])
+        for i in range(len(hyp)):
+            if rng.random() < 0.1:
+                hyp[i] = rng.choice(VOCAB)
+        if hyp and rng.random() < 0.3:
+            hyp[-1] = hyp[-1][:2]
+        words = W(" ".join(hyp), start=window_start * 0.3)
+        before = texts(la.committed).split()
+        new = la.insert(words)
+        after = texts(la.committed).split()
+        assert after[: len(before)] == before  # committed only grows
+        assert texts(new).split() == after[len(before):]
+        shown.extend(w.text for w in new)
+        if cuts and len(la.committed) > 4 and rng.random() < 0.3:
+            popped = la.pop_committed()
+            finals.extend(w.text for w in popped)
+            window_start = max(window_start, heard - len(la.tail))
+    final = la.finish(W(" ".join(truth[window_start:]), start=window_start * 0.3))
+    committed_tail = shown[len(finals):]
+    assert [w.text for w in final][: len(committed_tail)] == committed_tail
+    finals.extend(w.text for w in final)
+    assert finals[: len(shown)] == shown  # nothing committed is lost at a boundary
