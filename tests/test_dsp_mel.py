@@ -43,6 +43,13 @@ def test_kernel_matches_numpy_reference(n_mels: int) -> None:
     assert np.all(out[:, 5] == np.float32(1e-10))
 
 
+def test_framing_kernel_matches_numpy_reference() -> None:
+    padded = _noise(5000, 4)
+    out = np.empty((12, 400), np.float64)
+    mel._window_frames_jit(padded, 320, mel.hann_window(), out)
+    np.testing.assert_array_equal(out, mel.window_frames_reference(padded, 320, 12))
+
+
 @pytest.mark.parametrize("n_mels", [80, 128])
 @pytest.mark.parametrize("padding", [0, 160, 4000])
 def test_matches_faster_whisper_on_real_speech(speech_dir, n_mels: int, padding: int) -> None:

@@ -137,7 +137,9 @@ class Agc:
         self.rate_hz = rate_hz
         self.config = config or AgcConfig()
         c = self.config
-        self._coefs = tuple(time_coef(t, rate_hz) for t in (c.detector_ms, c.attack_ms, c.release_ms))
+        self._det_c = time_coef(c.detector_ms, rate_hz)
+        self._att_c = time_coef(c.attack_ms, rate_hz)
+        self._rel_c = time_coef(c.release_ms, rate_hz)
         self.reset()
 
     def reset(self) -> None:
@@ -151,7 +153,8 @@ class Agc:
         a = _mono32(x, "AGC")
         out = np.empty_like(a)
         c = self.config
-        _agc_jit(a, c.target_dbfs, c.min_gain_db, c.max_gain_db, c.gate_dbfs, *self._coefs, self._state, out)
+        _agc_jit(a, c.target_dbfs, c.min_gain_db, c.max_gain_db, c.gate_dbfs, self._det_c, self._att_c, self._rel_c,
+                 self._state, out)
         return out
 
 
@@ -219,7 +222,9 @@ class DuckingMixer:
         self.rate_hz = rate_hz
         self.config = config or DuckingConfig()
         c = self.config
-        self._coefs = tuple(time_coef(t, rate_hz) for t in (c.envelope_ms, c.attack_ms, c.release_ms))
+        self._env_c = time_coef(c.envelope_ms, rate_hz)
+        self._att_c = time_coef(c.attack_ms, rate_hz)
+        self._rel_c = time_coef(c.release_ms, rate_hz)
         self.reset()
 
     def reset(self) -> None:
@@ -236,7 +241,8 @@ class DuckingMixer:
             raise AudioError(f"ducking needs equal-length chunks, got {b.size} and {f.size}")
         out = np.empty_like(b)
         c = self.config
-        _duck_jit(b, f, db_to_gain(c.threshold_dbfs), db_to_gain(c.duck_db), *self._coefs, self._state, out)
+        _duck_jit(b, f, db_to_gain(c.threshold_dbfs), db_to_gain(c.duck_db), self._env_c, self._att_c, self._rel_c,
+                  self._state, out)
         return out
 
 

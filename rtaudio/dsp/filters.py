@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
 
 from rtaudio.errors import AudioError, ConfigError
 
@@ -74,13 +75,14 @@ def high_shelf(corner_hz: float, gain_db: float, rate_hz: int, q: float = 1 / ma
 
 
 def dc_blocker(rate_hz: int, cutoff_hz: float = 10.0) -> np.ndarray:
-    """One-pole DC blocker y[n] = x[n] - x[n-1] + R y[n-1] as a section; -3 dB near cutoff_hz."""
+    """One-pole DC blocker y[n] = g (x[n] - x[n-1]) + R y[n-1]; -3 dB near cutoff_hz, 0 dB at Nyquist."""
     _check_freq(cutoff_hz, rate_hz)
     r = math.exp(-2 * math.pi * cutoff_hz / rate_hz)
-    return _section(1.0, -1.0, 0.0, 1.0, -r, 0.0)
+    g = (1.0 + r) / 2.0
+    return _section(g, -g, 0.0, 1.0, -r, 0.0)
 
 
-def frequency_response(sos: np.ndarray, freqs_hz: np.ndarray, rate_hz: int) -> np.ndarray:
+def frequency_response(sos: np.ndarray, freqs_hz: ArrayLike, rate_hz: int) -> np.ndarray:
     """Complex response of the cascade at freqs_hz."""
     z = np.exp(-1j * 2 * np.pi * np.asarray(freqs_hz, dtype=np.float64) / rate_hz)
     h = np.ones_like(z)

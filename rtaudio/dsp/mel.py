@@ -122,6 +122,23 @@ def power_mel_reference(spec: np.ndarray, n_mels: int) -> np.ndarray:
     return np.maximum(mel, LOG_FLOOR).astype(np.float32)
 
 
+def _window_frames_kernel(padded: np.ndarray, first: int, window: np.ndarray, out: np.ndarray) -> None:
+    """out[t] = padded[first + 160 t : first + 160 t + 400] * window, float64 (frames, 400)."""
+    for t in range(out.shape[0]):
+        base = first + t * HOP_SAMPLES
+        for k in range(N_FFT):
+            out[t, k] = padded[base + k] * window[k]
+
+
+_window_frames_jit = njit(nogil=True, cache=True)(_window_frames_kernel)
+
+
+def window_frames_reference(padded: np.ndarray, first: int, n_frames: int) -> np.ndarray:
+    """Numpy reference for the framing kernel: a gather, then the window."""
+    idx = first + np.arange(N_FFT)[None, :] + HOP_SAMPLES * np.arange(n_frames)[:, None]
+    return padded[idx].astype(np.float64) * hann_window()
+
+
 def _log10_mel(padded: np.ndarray, n_frames: int, n_mels: int) -> np.ndarray:
     """Raw log10 mel of frames t = 0..n_frames-1 taken at padded[160 t : 160 t + 400].
 
@@ -132,14 +149,12 @@ def _log10_mel(padded: np.ndarray, n_frames: int, n_mels: int) -> np.ndarray:
         return out
     weights, lo, hi = _sparse_filters(n_mels)
     window = hann_window()
-    step = padded.strides[0]
+    frames = np.empty((min(_BLOCK_FRAMES, n_frames), N_FFT), np.float64)
     for b0 in range(0, n_frames, _BLOCK_FRAMES):
         nb = min(_BLOCK_FRAMES, n_frames - b0)
-        frames = np.lib.stride_tricks.as_strided(
-            padded[b0 * HOP_SAMPLES:], shape=(nb, N_FFT), strides=(HOP_SAMPLES * step, step), writeable=False
-        )
+        _window_frames_jit(padded, b0 * HOP_SAMPLES, window, frames[:nb])
         # float64 FFT: numpy's float32 pocketfft path is slower, and the extra precision is free here.
-        spec = np.fft.rfft(frames * window, axis=-1)
+        spec = np.fft.rfft(frames[:nb], axis=-1)
         _power_log_mel_jit(spec, weights, lo, hi, out, b0)
     np.log(out, out=out)  # natural log is SIMD in numpy; log10 is not
     out *= _INV_LN10

@@ -258,7 +258,12 @@ class Server:
         idle = self.config.limits.idle_timeout_s
         while wire.close_code is None:
             await session.wait_for_room()
-            message = await ws.recv(idle)
+            try:
+                message = await ws.recv(idle)
+            except IdleTimeout:
+                if session.busy:  # the client waits for us, not the other way round
+                    continue
+                raise
             wire.receive_message(message)
             session.handle(wire.events_received())
 
@@ -296,8 +301,15 @@ class Server:
         elif req.method == "GET" and path == "/metrics":
             await self._respond(writer, HttpResponse(200, self.metrics.render().encode(),
                                                      "text/plain; version=0.0.4; charset=utf-8"), path)
-        elif req.method == "GET" and (path == "/" or path.startswith("/static/")):
-            await self._respond(writer, self._static(path), "/static")
+        elif req.method in ("GET", "HEAD") and (path in ("/", "/demo.wav") or path.startswith("/static/")):
+            response = self._static(path)
+            if req.method == "HEAD":
+                head_only = HttpResponse(response.status, b"", response.content_type, response.headers)
+                self.metrics.http_requests.inc(1, "/static", str(response.status))
+                writer.write(head_only.head().replace(b"Content-Length: 0", f"Content-Length: {len(response.body)}".encode()))
+                await writer.drain()
+            else:
+                await self._respond(writer, response, "/static")
         elif path in self.http.routes:
             if req.method != "POST":
                 await self._respond(writer, error_response(405, "protocol_error", f"{path} takes POST"), path)
@@ -317,6 +329,11 @@ class Server:
             await self._respond(writer, error_response(404, "not_found", f"nothing at {req.method} {path}"))
 
     def _static(self, path: str) -> HttpResponse:
+        if path == "/demo.wav":
+            demo = self.config.demo_audio
+            if demo is None or not Path(demo).is_file():
+                return error_response(404, "not_found", "no demo recording on this server (run `rtaudio demo`)")
+            return HttpResponse(200, Path(demo).read_bytes(), "audio/wav")
         name = "index.html" if path == "/" else path[len("/static/"):]
         target = (STATIC_DIR / name).resolve()
         if STATIC_DIR.resolve() not in target.parents or not target.is_file():

@@ -217,6 +217,8 @@ class ServerConfig:
     """Recognizer models served; the first is the default and is loaded at start."""
     voices: tuple[str, ...] = ("piper-joe",)
     preload_voice: bool = True
+    demo_audio: str | None = None
+    """A WAV file the page offers to caption (GET /demo.wav); set by `rtaudio demo`."""
     shutdown_grace_s: float = 5.0
     """On shutdown, how long sessions get to flush their final captions."""
     limits: ServerLimits = field(default_factory=ServerLimits)

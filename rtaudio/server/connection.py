@@ -57,10 +57,13 @@ class WebSocket:
     def flush(self) -> None:
         """Write whatever the protocol wants sent (handshake, frames, pongs, close, EOF)."""
         for data in self.protocol.data_to_send():
-            if data:
-                self.writer.write(data)
-            elif self.writer.can_write_eof():
-                self.writer.write_eof()
+            try:
+                if data:
+                    self.writer.write(data)
+                elif self.writer.can_write_eof():
+                    self.writer.write_eof()
+            except OSError:  # the peer is gone; the reader finds out at its next read
+                return
 
     async def recv(self, idle_timeout_s: float) -> str | bytes:
         """The next whole message; raises ConnectionGone or IdleTimeout."""

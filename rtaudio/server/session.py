@@ -132,6 +132,12 @@ class Session:
         if self.wire.close_code is not None:
             self.close_requested.set()
 
+    @property
+    def busy(self) -> bool:
+        """Work remains for this client (audio to caption, operations, speech): it is not idle."""
+        pending_audio = self.ring is not None and self.stream is not None and self._fed < self.ring.written
+        return bool(self._ops) or pending_audio or self._speech.busy or self.outbox.queued_bytes > 0
+
     async def wait_for_room(self) -> None:
         """Back-pressure for the reader: returns once the inbound ring can take another message."""
         await self._room.wait()

@@ -42,6 +42,10 @@ class SpeechQueue:
         self._waiting: list[SpeechJob] = []
         self.running: SpeechJob | None = None
 
+    @property
+    def busy(self) -> bool:
+        return bool(self._waiting) or self.running is not None
+
     def put(self, job: SpeechJob) -> None:
         self._waiting.append(job)
         self._queue.put_nowait(job)

@@ -9,7 +9,7 @@ had come from a microphone, and a 5-minute file is captioned in the time the com
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,13 +39,19 @@ class RealTimePacer(SystemClock):
 
 
 class VirtualClock:
-    """Monotonic time plus skipped idle time: waiting jumps ahead, compute costs what it costs."""
+    """`source` time plus skipped idle time: waiting jumps ahead, compute costs what it costs.
 
-    def __init__(self) -> None:
+    `source` is monotonic wall time by default. `time.process_time_ns` charges only the CPU time this
+    process spends, which on a machine shared with other work approximates the same machine idle
+    (exact for single-threaded compute).
+    """
+
+    def __init__(self, source: Callable[[], int] = time.monotonic_ns) -> None:
+        self._source = source
         self._skipped_ns = 0
 
     def now_ns(self) -> int:
-        return time.monotonic_ns() + self._skipped_ns
+        return self._source() + self._skipped_ns
 
     def wait_until_ns(self, t_ns: int) -> None:
         now = self.now_ns()

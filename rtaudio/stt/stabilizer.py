@@ -68,9 +68,9 @@ def _common_prefix(seqs: Sequence[Sequence[str]]) -> int:
 def repetition_start(words: Sequence[Word], max_ngram: int = 12) -> int | None:
     """Where a decoding loop begins: index of the first copy of an n-gram repeated too often in a row.
 
-    Returns None when there is no loop. One word may occur three times in a row ("no, no, no"), two
-    words twice ("thank you, thank you"); a run of three or more words said twice in a row is the
-    greedy decoder looping ("and so my fellow Americans. And so my fellow Americans. ...").
+    Returns None when there is no loop. One word may occur twice in a row ("no, no"); a run of two or
+    more words said twice in a row is taken for the greedy decoder looping ("ask not. Ask not.",
+    "and so my fellow Americans. And so my fellow Americans. ..."): Whisper drops such repeats anyway.
     """
     keys = _keys(words)
     for start in range(len(keys)):
@@ -78,7 +78,7 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12) -> int | None:
             gram = keys[start: start + n]
             if len(gram) < n:
                 break
-            allowed = 3 if n == 1 else 2 if n == 2 else 1
+            allowed = 2 if n == 1 else 1
             reps = 1
             while reps <= allowed and keys[start + reps * n: start + (reps + 1) * n] == gram:
                 reps += 1

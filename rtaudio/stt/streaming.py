@@ -181,7 +181,6 @@ class StreamingRecognizer:
         self._segmenter = VadSegmenter(cfg.vad)
         self._stab = LocalAgreement(cfg.agreement_n)
         self._resampler: Any = None
-        self._resampler_rate = 0
         self.reset()
 
     # ----------------------------------------------------------------- input
@@ -201,6 +200,7 @@ class StreamingRecognizer:
         self._last_voiced_end = 0
         self._final_text = ""
         self._degraded = False
+        self._lag_avg_s = 0.0  # moving average of the output lag
         self._pass_s = 0.0  # moving average of a partial pass' compute time
         self.lag_s = 0.0
         """Seconds from the arrival of the newest audio a decode used to the end of that decode."""
@@ -208,8 +208,8 @@ class StreamingRecognizer:
         """Whisper passes run (partial and final)."""
         self.skipped_partials = 0
         """Partial passes skipped to stay within `max_lag_ms`."""
-        if self._resampler is not None:
-            self._resampler.reset()
+        self._resampler = None
+        self._resampler_rate = 0
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE_HZ) -> None:
         """Queue mono float samples (any length); other rates are resampled to 16 kHz."""
@@ -334,7 +334,7 @@ class StreamingRecognizer:
 
     def _interval_s(self) -> float:
         """The partial cadence, stretched to the pass time when compute cannot keep it."""
-        stretch = 2.0 if self._degraded else 1.0
+        stretch = 1.5 if self._degraded else 1.0
         return max(self.config.partial_interval_ms / 1000, stretch * self._pass_s)
 
     def _partial_due(self, backlog_s: float) -> bool:
@@ -347,26 +347,27 @@ class StreamingRecognizer:
         if self._last_pass and since - self._last_voiced_end >= _ms_to_samples(cfg.quiet_after_speech_ms):
             return False  # the last pass already heard the speech end; only silence since
         if backlog_s > cfg.max_lag_ms / 1000:
-            self.skipped_partials += 1
-            self._set_degraded(True, backlog_s)
+            self.skipped_partials += 1  # audio is waiting: catch up on VAD and finals first
+            self._update_budget(backlog_s)
             return False
         return True
 
     def _update_budget(self, lag_s: float) -> None:
+        """Track the output lag (moving average) and switch the thinned-out mode with hysteresis."""
+        self._lag_avg_s = lag_s if self._lag_avg_s == 0 else 0.7 * self._lag_avg_s + 0.3 * lag_s
         limit = self.config.max_lag_ms / 1000
-        if lag_s > limit:
-            self._set_degraded(True, lag_s)
-        elif lag_s < limit / 2:
-            self._set_degraded(False, lag_s)
+        if self._lag_avg_s > limit and not self._degraded:
+            self._set_degraded(True)
+        elif self._lag_avg_s < limit / 2 and self._degraded:
+            self._set_degraded(False)
 
-    def _set_degraded(self, degraded: bool, lag_s: float) -> None:
-        if degraded == self._degraded:
-            return
+    def _set_degraded(self, degraded: bool) -> None:
         self._degraded = degraded
+        lag_s = round(self._lag_avg_s, 3)
         interval_ms = int(round(1000 * self._interval_s()))
-        self._events.append(BudgetEvent(degraded, round(lag_s, 3), interval_ms, self.skipped_partials))
+        self._events.append(BudgetEvent(degraded, lag_s, interval_ms, self.skipped_partials))
         log_event(log, logging.WARNING if degraded else logging.INFO,
-                  "falling behind: thinning partials" if degraded else "caught up", lag_s=round(lag_s, 3),
+                  "falling behind: thinning partials" if degraded else "caught up", lag_s=lag_s,
                   interval_ms=interval_ms, skipped_partials=self.skipped_partials)
 
     def _transcribe(self, start: int, end: int) -> Hypothesis:

@@ -1,0 +1,191 @@
+"""A Piper voice on onnxruntime that streams: text -> sentences -> phoneme ids -> latents -> audio chunks.
+
+The voice is the three ONNX parts written by `rtaudio_models.piper.split` (encoder, flow, decoder)
+plus the voice JSON. One `PiperVoice` holds the sessions and is shared by all streams and threads;
+each `stream()` call is independent.
+
+Loudness: Piper normalises every sentence to full-scale peak, so loudness jumps between sentences
+and chunks cannot be normalised before the sentence is done. Here a fixed gain (measured on this
+voice, about -19 LUFS for ordinary sentences) and a stateless soft limiter are applied instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from rtaudio.errors import ModelError, TextError, UnknownModelError
+from rtaudio.modelstore import get_spec, model_dir
+from rtaudio.tts.config import ChunkSchedule, SynthesisConfig
+from rtaudio.tts.phonemize import Phonemizer, phoneme_ids
+from rtaudio.tts.ssml import to_blocks
+from rtaudio.tts.vocoder import ChunkedVocoder
+
+VOICE_GAIN = 1.0
+"""Fixed output gain; the raw model peaks at about 0.4-0.7 on ordinary sentences."""
+LIMIT_THRESHOLD = 0.9
+
+
+def soft_limit(x: np.ndarray, threshold: float = LIMIT_THRESHOLD) -> np.ndarray:
+    """Identity below `threshold`, then a tanh knee that never exceeds 1.0; stateless, so chunk-safe."""
+    mag = np.abs(x)
+    over = mag > threshold
+    if not over.any():
+        return x
+    room = 1.0 - threshold
+    out = x.copy()
+    out[over] = np.sign(x[over]) * (threshold + room * np.tanh((mag[over] - threshold) / room))
+    return out
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What the voice JSON says: rate, espeak voice, phoneme ids and noise/length defaults."""
+
+    name: str
+    sample_rate: int
+    espeak_voice: str
+    phoneme_id_map: Mapping[str, tuple[int, ...]]
+    noise_scale: float
+    length_scale: float
+    noise_w: float
+    hop_length: int
+
+    @staticmethod
+    def from_json(path: Path, name: str) -> VoiceInfo:
+        try:
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+            inference = cfg.get("inference", {})
+            return VoiceInfo(
+                name=name, sample_rate=int(cfg["audio"]["sample_rate"]), espeak_voice=cfg["espeak"]["voice"],
+                phoneme_id_map={k: tuple(v) for k, v in cfg["phoneme_id_map"].items()},
+                noise_scale=float(inference.get("noise_scale", 0.667)),
+                length_scale=float(inference.get("length_scale", 1.0)),
+                noise_w=float(inference.get("noise_w", 0.8)),
+                hop_length=int(cfg.get("rtaudio", {}).get("hop_length", 256)))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"bad voice config {path}: {e}") from e
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One sentence as the model sees it, and the silence after it."""
+
+    phonemes: tuple[str, ...]
+    ids: tuple[int, ...]
+    pause_after_ms: float
+
+
+class PiperVoice:
+    """Shareable Piper voice: `stream(text)` yields float32 chunks at `sample_rate` as soon as ready."""
+
+    def __init__(self, folder: Path, name: str | None = None, schedule: ChunkSchedule | None = None,
+                 phonemizer: Phonemizer | None = None, threads: int = 0) -> None:
+        folder = Path(folder)
+        self.info = VoiceInfo.from_json(folder / "voice.json", name or folder.name)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        try:
+            self._encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
+            self._flow = ort.InferenceSession(str(folder / "flow.onnx"), options, providers=providers)
+            self._decoder = ort.InferenceSession(str(folder / "decoder.onnx"), options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load the voice parts in {folder}: {e}") from e
+        self.phonemizer = phonemizer or Phonemizer(self.info.espeak_voice)
+        self.vocoder = ChunkedVocoder(self._run_flow, self._run_decoder, self.info.hop_length, schedule)
+
+    @classmethod
+    def load(cls, name: str = "piper-joe", schedule: ChunkSchedule | None = None) -> PiperVoice:
+        """A voice from the model store; UnknownModelError for names that are not voices."""
+        spec = get_spec(name)
+        if spec.kind != "tts":
+            raise UnknownModelError(f"{spec.name!r} is a {spec.kind} model, not a voice")
+        voice = cls(model_dir(spec.name), spec.name, schedule)
+        voice.warm_up()
+        return voice
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate
+
+    # -- text -> utterances -------------------------------------------------------------------------
+    def utterances(self, text: str, config: SynthesisConfig | None = None) -> list[Utterance]:
+        """Sentences to synthesize; TextError when there is nothing speakable."""
+        config = config or SynthesisConfig()
+        if not text or not text.strip():
+            raise TextError("nothing to say: the text is empty")
+        blocks = to_blocks(text)
+        out: list[Utterance] = []
+        for b, block in enumerate(blocks):
+            sentences = self.phonemizer.phonemize(block.text)
+            for i, phonemes in enumerate(sentences):
+                pause = config.sentence_pause_ms
+                if i == len(sentences) - 1:  # the block's own break, or none after the very end
+                    pause = block.break_after_ms if block.break_after_ms is not None else \
+                        (config.sentence_pause_ms if b < len(blocks) - 1 else 0.0)
+                ids = phoneme_ids(phonemes, self.info.phoneme_id_map)
+                out.append(Utterance(tuple(phonemes), tuple(ids), pause))
+        if not out:
+            raise TextError(f"nothing to say in {text[:60]!r}")
+        return out
+
+    # -- model parts ------------------------------------------------------------------------------------
+    def latents(self, ids: tuple[int, ...] | list[int], config: SynthesisConfig,
+                rng: np.random.Generator) -> np.ndarray:
+        """Phoneme ids -> z_p (1, 192, frames) float32, the flow's input (noise drawn from `rng`)."""
+        noise_scale = self.info.noise_scale if config.noise_scale is None else config.noise_scale
+        noise_w = self.info.noise_w if config.noise_w is None else config.noise_w
+        length_scale = self.info.length_scale / config.speed
+        x = np.asarray([ids], dtype=np.int64)
+        m_p, logs_p, _ = self._encoder.run(None, {
+            "input": x, "input_lengths": np.array([x.shape[1]], dtype=np.int64),
+            "scales": np.array([noise_scale, length_scale, noise_w], dtype=np.float32),
+            "dp_noise": rng.standard_normal((1, 2, x.shape[1]), dtype=np.float32)})
+        if noise_scale == 0.0:
+            return m_p
+        eps = rng.standard_normal(m_p.shape, dtype=np.float32)
+        return m_p + eps * np.exp(logs_p) * np.float32(noise_scale)
+
+    def _run_flow(self, z_p: np.ndarray) -> np.ndarray:
+        mask = np.ones((1, 1, z_p.shape[2]), dtype=np.float32)
+        return self._flow.run(None, {"z_p": z_p, "y_mask": mask})[0]
+
+    def _run_decoder(self, z: np.ndarray) -> np.ndarray:
+        return self._decoder.run(None, {"z": z})[0].reshape(-1)
+
+    def decode_whole(self, z_p: np.ndarray) -> np.ndarray:
+        """The unchunked reference: flow and decoder over the whole utterance (raw model output)."""
+        return self._run_decoder(self._run_flow(z_p))
+
+    def warm_up(self) -> None:
+        """One tiny run through every part, so the first real request pays no start-up cost."""
+        z_p = self.latents((1, 0, 20, 0, 2), SynthesisConfig(noise_scale=0.0, noise_w=0.0), np.random.default_rng(0))
+        for _ in self.vocoder.render(np.repeat(z_p, 4, axis=2)):
+            pass
+
+    # -- public synthesis ------------------------------------------------------------------------------
+    def stream(self, text: str, config: SynthesisConfig | None = None) -> Iterator[np.ndarray]:
+        """Yield float32 mono chunks at `sample_rate`: the first one after the first sentence's encoder
+        and one small vocoder chunk, the rest while the caller plays them."""
+        config = config or SynthesisConfig()
+        utterances = self.utterances(text, config)
+        rng = np.random.default_rng(config.seed)
+        gain = np.float32(VOICE_GAIN * config.volume)
+        for utt in utterances:
+            z_p = self.latents(utt.ids, config, rng)
+            for chunk in self.vocoder.render(z_p):
+                yield soft_limit(chunk * gain)
+            pause = int(round(utt.pause_after_ms * self.sample_rate / 1000.0))
+            if pause:
+                yield np.zeros(pause, dtype=np.float32)
+
+    def synthesize(self, text: str, config: SynthesisConfig | None = None) -> np.ndarray:
+        """The whole text as one float32 array at `sample_rate`."""
+        return np.concatenate(list(self.stream(text, config)))
+
