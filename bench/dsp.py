@@ -33,7 +33,7 @@ from rtaudio.dsp.resample import Resampler, resample  # noqa: E402
 from rtaudio.dsp.sweep import resample_quality  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dsp.json"
-PAIRS = [(48000, 16000), (44100, 16000), (16000, 48000), (24000, 16000)]
+PAIRS = [(48000, 16000), (44100, 16000), (16000, 48000), (24000, 16000), (22050, 16000), (16000, 24000)]
 
 
 def _best_s(fn: Callable[[], object], repeats: int) -> float:

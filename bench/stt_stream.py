@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         "skipped_partials": skipped,
         "budget_events": budget_events,
         "noise": noise,
+        "per_file": {u.file: {"reference": u.transcript, "offline": offline[u.file], "streaming": streamed[u.file]}
+                     for u in utterances},
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "wall_s": wall_s,

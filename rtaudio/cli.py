@@ -42,7 +42,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, module_name in COMMANDS.items():
         if only is not None and name != only:
-            sub.add_parser(name, help="(run `rtaudio %s --help`)" % name, add_help=False)
+            sub.add_parser(name, help=f"(run `rtaudio {name} --help`)", add_help=False)
             continue
         module = _load(module_name)
         if module is None:

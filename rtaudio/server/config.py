@@ -212,6 +212,8 @@ class ServerConfig:
     tls_keyfile: str | None = None
     decode_workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     """Threads running recognizer steps; sessions share them first come, first served."""
+    recognizer_threads: int | None = None
+    """onnxruntime threads per recognizer call; None: the cores divided among the decode workers."""
     tts_workers: int = 1
     models: tuple[str, ...] = ("whisper-tiny.en",)
     """Recognizer models served; the first is the default and is loaded at start."""

@@ -8,6 +8,7 @@ The small Protocols below are all the server needs from the STT and TTS parts.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,9 @@ class Voice(Protocol):
 
     @property
     def sample_rate(self) -> int: ...
-    def stream(self, text: str) -> Iterator[np.ndarray]: ...
+    def stream(self, text: str, config: Any = None) -> Iterator[np.ndarray]:
+        """float32 chunks at `sample_rate` as they are synthesized; `config` is a tts SynthesisConfig."""
+        ...
 
 
 class ModelHub:
@@ -80,9 +83,12 @@ class ModelHub:
         """The shared WhisperRecognizer for `name` (loads it on first use; call from a worker)."""
         with self._lock:
             if name not in self._recognizers:
-                from rtaudio.stt.recognizer import WhisperRecognizer
+                from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
 
-                self._recognizers[name] = WhisperRecognizer.load(name)
+                # Workers already run sessions in parallel: split the cores between them, and no
+                # spinning threads, which would steal the cores the other workers need.
+                threads = self.config.recognizer_threads or max(1, (os.cpu_count() or 1) // self.config.decode_workers)
+                self._recognizers[name] = WhisperRecognizer.load(name, RecognizerConfig(threads=threads, spin=False))
             return self._recognizers[name]
 
     def voice(self, name: str) -> Voice:
@@ -90,7 +96,9 @@ class ModelHub:
             if name not in self._voices:
                 from rtaudio.tts.voice import PiperVoice
 
-                self._voices[name] = PiperVoice.load(name)
+                voice = PiperVoice.load(name)
+                voice.warm_up()
+                self._voices[name] = voice
             return self._voices[name]  # type: ignore[no-any-return]
 
     def open_stream(self, session: SessionConfig, offset_samples: int = 0, first_segment_id: int = 0) -> CaptionStream:

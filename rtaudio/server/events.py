@@ -56,6 +56,8 @@ class Speak:
     request_id: str
     text: str
     voice: str | None = None
+    speed: float = 1.0
+    """Speaking rate factor (2.0 = twice as fast)."""
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class OpenAIAudioEndpoints:
         return response.status
 
     # -- speech --------------------------------------------------------------------------------------
-    def _speech_request(self, req: HttpRequest) -> tuple[str, str, str, str]:
+    def _speech_request(self, req: HttpRequest) -> tuple[str, str, str, str, float]:
         body = req.json()
         if not isinstance(body, dict):
             raise ConfigError("body must be a JSON object")
@@ -94,14 +94,19 @@ class OpenAIAudioEndpoints:
         stream_format = body.get("stream_format", "audio")
         if stream_format not in ("audio", "sse"):
             raise ConfigError("stream_format must be 'audio' or 'sse'")
-        return text, str(voice), fmt, stream_format
+        speed = body.get("speed", 1.0)
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.25 <= speed <= 4.0:
+            raise ConfigError('"speed" must be a number in [0.25, 4]')
+        return text, str(voice), fmt, stream_format, float(speed)
 
     async def speech(self, req: HttpRequest, writer: asyncio.StreamWriter) -> int:
-        text, voice_name, fmt, stream_format = self._speech_request(req)
+        from rtaudio.tts.config import SynthesisConfig
+
+        text, voice_name, fmt, stream_format, speed = self._speech_request(req)
         voice = await self.pools.run_tts(self.hub.voice, voice_name)
         out_rate = OPENAI_PCM_RATE_HZ if fmt == "pcm" else voice.sample_rate
         resampler = Resampler(voice.sample_rate, out_rate) if out_rate != voice.sample_rate else None
-        it = await self.pools.run_tts(voice.stream, text)
+        it = await self.pools.run_tts(voice.stream, text, SynthesisConfig(speed=speed))
         first = await self.pools.run_tts(_next, it)  # errors in the text surface before the 200 goes out
         sse = stream_format == "sse"
         content_type = "text/event-stream" if sse else SPEECH_FORMATS[fmt]
@@ -173,21 +178,20 @@ class OpenAIAudioEndpoints:
 
     def _transcribe(self, data: bytes, filename: str, model: str, language: str | None, prompt: str | None,
                     words: bool) -> tuple[Any, float]:
-        """Worker thread: decode the upload (any format read_audio knows) and transcribe it offline."""
-        from rtaudio.io.files import read_audio
+        """Worker thread: transcribe the upload (any format rtaudio.io.files reads) offline, long-form."""
         from rtaudio.stt.decoding import DecodeOptions
+        from rtaudio.stt.transcribe import transcribe_file
 
         suffix = Path(filename).suffix[:10] or ".bin"
         fd, tmp = tempfile.mkstemp(prefix="rtaudio-upload-", suffix=suffix)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            audio, rate = read_audio(tmp, target_rate_hz=16000)
+            options = DecodeOptions(language=language, word_timestamps=words)
+            transcript = transcribe_file(self.hub.recognizer(model), tmp, options=options, prompt=prompt)
         finally:
             os.unlink(tmp)
-        recognizer = self.hub.recognizer(model)
-        options = DecodeOptions(language=language, word_timestamps=words)
-        return recognizer.transcribe(audio, options=options, prompt=prompt), len(audio) / rate
+        return transcript, transcript.duration_s
 
     def _render(self, transcript: Any, fmt: str, duration_s: float, word_list: bool) -> HttpResponse:
         text = transcript.text
@@ -198,7 +202,7 @@ class OpenAIAudioEndpoints:
         if fmt in ("srt", "vtt"):
             from rtaudio.stt.subtitles import build_cues, to_srt, to_vtt
 
-            cues = build_cues(transcript.words)
+            cues = build_cues(transcript.segments)
             body = to_srt(cues) if fmt == "srt" else to_vtt(cues)
             return HttpResponse(200, body.encode(), "text/vtt; charset=utf-8" if fmt == "vtt" else
                                 "application/x-subrip; charset=utf-8")

@@ -144,7 +144,10 @@ class SessionProtocol(Wire):
             return
         if voice is not None and not isinstance(voice, str):
             raise ConfigError('"voice" must be a string')
-        self._emit(Speak(request_id, text, voice))
+        speed = msg.get("speed", 1.0)
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.25 <= speed <= 4.0:
+            raise ConfigError('"speed" must be a number in [0.25, 4]')
+        self._emit(Speak(request_id, text, voice, float(speed)))
 
     # -- output ------------------------------------------------------------------------------
     def send_session_started(self, info: SessionInfo) -> None:

@@ -79,7 +79,9 @@ async def run_speech_job(job: SpeechJob, session: Session) -> None:
         voice = await session.pools.run_tts(session.hub.voice, voice_name)
         out_rate = config.tts_sample_rate_hz or voice.sample_rate
         resampler = Resampler(voice.sample_rate, out_rate) if out_rate != voice.sample_rate else None
-        it = await session.pools.run_tts(voice.stream, req.text)
+        from rtaudio.tts.config import SynthesisConfig
+
+        it = await session.pools.run_tts(voice.stream, req.text, SynthesisConfig(speed=req.speed))
         wire.send_speech_started(req.request_id, out_rate, config.tts_encoding)
         session.pump()
         while not job.cancelled:

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtaudio.errors import ConfigError
-from rtaudio.stt.logit_filters import LogitFilter, SuppressBlank, SuppressTokens, TimestampRules, log_softmax
+from rtaudio.stt.logit_filters import (
+    LogitFilter,
+    SuppressBlank,
+    SuppressTokens,
+    TimestampRules,
+    log_softmax,
+    logsumexp,
+)
 from rtaudio.stt.onnx_whisper import WhisperBackend, empty_cache
 from rtaudio.stt.tokenizer import TASKS, WhisperTokenizer
 
@@ -96,6 +103,15 @@ class Hypothesis:
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _sample_rows(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """One token per row from softmax(logits / temperature), by inverse CDF (vectorised)."""
+    x = logits / np.float32(temperature)
+    p = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    cdf = np.cumsum(p, axis=-1)
+    u = rng.random(len(cdf)) * cdf[:, -1]
+    return np.minimum((cdf < u[:, None]).sum(axis=-1), logits.shape[-1] - 1)
 
 
 @dataclass
@@ -225,22 +241,22 @@ class WindowDecoder:
         for _ in range(max_new):
             for f in filters:
                 f.apply(logits, [b.tokens for b in beams])
-            logprobs = log_softmax(logits)
+            lse = logsumexp(logits)
             if temperature == 0:
                 chosen = np.argmax(logits, axis=-1)
             else:
-                p = np.exp(log_softmax(logits / temperature))
-                chosen = np.array([rng.choice(len(row), p=row / row.sum()) for row in p])
+                chosen = _sample_rows(logits, temperature, rng)
             for k, b in enumerate(beams):
                 if done[k]:
                     continue
                 token = int(chosen[k])
-                b.score += float(logprobs[k, token])
+                lp = float(logits[k, token] - lse[k])
+                b.score += lp
                 if token == self.tok.eot:
                     done[k] = True
                 else:
                     b.tokens.append(token)
-                    b.logprobs.append(float(logprobs[k, token]))
+                    b.logprobs.append(lp)
             if done.all():
                 break
             last = np.array([[b.tokens[-1] if b.tokens else self.tok.eot] for b in beams], np.int64)
@@ -256,16 +272,16 @@ class WindowDecoder:
         for _ in range(max_new):
             for f in filters:
                 f.apply(logits, [b.tokens for b in beams])
-            logprobs = log_softmax(logits)
-            candidates: list[tuple[float, int, int]] = []
+            lse = logsumexp(logits)
+            candidates: list[tuple[float, int, int, float]] = []
             for k, b in enumerate(beams):
-                top = np.argpartition(-logprobs[k], size)[: size + 1]
-                candidates += [(b.score + float(logprobs[k, t]), k, int(t)) for t in top]
+                top = np.argpartition(-logits[k], size)[: size + 1]
+                lps = logits[k, top] - lse[k]
+                candidates += [(b.score + float(lp), k, int(t), float(lp)) for t, lp in zip(top, lps, strict=True)]
             candidates.sort(key=lambda c: -c[0])
             new_beams: list[_Beam] = []
             sources: list[int] = []
-            for score, k, token in candidates:
-                lp = float(logprobs[k, token])
+            for score, k, token, lp in candidates:
                 if token == self.tok.eot:
                     if len(finished) < max_finished:
                         finished.append(_Beam(beams[k].tokens, beams[k].logprobs, score))

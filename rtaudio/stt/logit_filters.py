@@ -23,12 +23,17 @@ class LogitFilter(Protocol):
     def apply(self, logits: np.ndarray, sampled: Sequence[Sequence[int]]) -> None: ...
 
 
+def logsumexp(x: np.ndarray) -> np.ndarray:
+    """Row-wise log(sum(exp(x))) of (B, V) -> (B,) float32: the log-softmax normaliser, so a token's
+    log-probability is `x[k, t] - logsumexp(x)[k]` without materialising a (B, V) log-softmax."""
+    m = np.max(x, axis=-1)
+    m = np.where(np.isfinite(m), m, np.float32(0.0))
+    return m + np.log(np.sum(np.exp(x - m[:, None]), axis=-1))
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise log softmax in float32 (rows of -inf stay -inf)."""
-    m = np.max(x, axis=-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    shifted = x - m
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    """Row-wise log softmax (rows of -inf stay -inf)."""
+    return x - logsumexp(x)[:, None]
 
 
 class SuppressTokens:
@@ -82,7 +87,7 @@ class TimestampRules:
                 logits[k, :tb] = NEG_INF
                 if self.max_initial is not None:
                     logits[k, self.max_initial + 1:] = NEG_INF
-        logprobs = log_softmax(logits)
-        ts_mass = np.logaddexp.reduce(logprobs[:, tb:], axis=-1)
-        best_text = np.max(logprobs[:, :tb], axis=-1)
+        # P(any timestamp) > P(best text token): the softmax normaliser cancels on both sides
+        ts_mass = logsumexp(logits[:, tb:])
+        best_text = np.max(logits[:, :tb], axis=-1)
         logits[ts_mass > best_text, :tb] = NEG_INF

@@ -66,23 +66,23 @@ def _common_prefix(seqs: Sequence[Sequence[str]]) -> int:
 
 
 def repetition_start(words: Sequence[Word], max_ngram: int = 12) -> int | None:
-    """Where a decoding loop begins: index of the first copy of an n-gram repeated too often in a row.
+    """Where a decoding loop begins: index of the first surplus copy of an n-gram that repeats to the end.
 
-    Returns None when there is no loop. One word may occur twice in a row ("no, no"); a run of two or
-    more words said twice in a row is taken for the greedy decoder looping ("ask not. Ask not.",
-    "and so my fellow Americans. And so my fellow Americans. ..."): Whisper drops such repeats anyway.
+    Returns None when there is no loop. A loop is a run of copies of one n-gram that lasts until the
+    hypothesis ends (the token budget or the window cut it, maybe mid-copy). One word may occur twice
+    in such a run ("no, no"), longer n-grams once. Repeats followed by other words ("words words words
+    and ...") are speech, not a loop, and are kept.
     """
     keys = _keys(words)
     for start in range(len(keys)):
-        for n in range(1, max_ngram + 1):
+        for n in range(1, min(max_ngram, (len(keys) - start) // 2) + 1):
             gram = keys[start: start + n]
-            if len(gram) < n:
-                break
             allowed = 2 if n == 1 else 1
             reps = 1
-            while reps <= allowed and keys[start + reps * n: start + (reps + 1) * n] == gram:
+            while keys[start + reps * n: start + (reps + 1) * n] == gram:
                 reps += 1
-            if reps > allowed:
+            rest = keys[start + reps * n:]
+            if reps > allowed and rest == gram[: len(rest)]:
                 return start + allowed * n
     return None
 
@@ -135,14 +135,17 @@ class LocalAgreement:
                     return tail[n:]
         return tail
 
-    def insert(self, hypothesis: Sequence[Word]) -> list[Word]:
-        """Feed the hypothesis for the whole window; returns the words newly committed (maybe none)."""
+    def insert(self, hypothesis: Sequence[Word], allow_commit: bool = True) -> list[Word]:
+        """Feed the hypothesis for the whole window; returns the words newly committed (maybe none).
+
+        `allow_commit=False` records the hypothesis for later agreement without committing (a window
+        still too short to be trusted)."""
         tail = self._split_tail(hypothesis)
         keys = _keys(tail)
         self._tails.append(keys)
         self._tails = self._tails[-self.agreement_n:]
         self._tail = tail
-        if len(self._tails) < self.agreement_n:
+        if len(self._tails) < self.agreement_n or not allow_commit:
             return []
         k = _common_prefix(self._tails)
         if k == 0:

@@ -70,6 +70,9 @@ class StreamingConfig:
     """Hard cap: past this, tail words older than `partial_interval_ms` * 4 are committed by force."""
     agreement_n: int = 2
     """LocalAgreement-n: hypotheses that must agree before a word is committed."""
+    min_commit_window_ms: int = 1500
+    """No word is committed while the window is shorter: Whisper misreads the first words of a very
+    short window ("Ask" -> "S") consistently enough for two passes to agree on it."""
     prompt_chars: int = 160
     """How much of the stream's final text conditions the next pass."""
     no_speech_threshold: float = 0.6
@@ -395,7 +398,8 @@ class StreamingRecognizer:
         hyp = self._transcribe(self._window_start, self._audio.end)
         self._pass_s = hyp.compute_s if self._pass_s == 0 else 0.7 * self._pass_s + 0.3 * hyp.compute_s
         self._last_pass = hyp
-        new = self._stab.insert(hyp.words)
+        long_enough = hyp.end_sample - self._window_start >= _ms_to_samples(self.config.min_commit_window_ms)
+        new = self._stab.insert(hyp.words, allow_commit=long_enough)
         out: list[Caption] = []
         if new:
             out.append(self._caption(self._stab.committed, Stability.STABLE, hyp.end_sample))

@@ -66,7 +66,7 @@ class Phonemizer:
         phonemes = _LANGUAGE_FLAG.sub("", self.library.phonemes(clause.text, self.voice))
         if not phonemes:
             return ""
-        tail = clause.punctuation + (" " if clause.punctuation in CLAUSE_BREAK else "")
+        tail = clause.punctuation + (" " if clause.punctuation and clause.punctuation in CLAUSE_BREAK else "")
         return phonemes + tail
 
     def phonemize(self, text: str) -> list[list[str]]:

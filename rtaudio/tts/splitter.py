@@ -68,24 +68,27 @@ class SentenceSplitter:
         self._released = 0
 
     def _next_cut(self) -> int | None:
+        """Where the next piece ends, judged only on the first `max_sentence_chars` (so fragmenting the
+        same text differently gives the same pieces, eager first clause aside)."""
+        limit = self.config.max_sentence_chars
         buf = self._buf
-        nl = _NEWLINE.search(buf)
-        for m in _END.finditer(buf):
+        head = buf[:limit + 1]
+        nl = _NEWLINE.search(head)
+        for m in _END.finditer(head):
             if nl and nl.start() < m.start():
                 break
-            if self._is_sentence_end(buf, m):
+            if m.end() <= limit and self._is_sentence_end(buf, m):
                 return m.end()
         if nl:
             return nl.end()
         if self._released == 0 and self.config.eager_clause_chars:
-            for m in _CLAUSE.finditer(buf):
+            for m in _CLAUSE.finditer(head):
                 if m.end() >= self.config.eager_clause_chars:
                     return m.end()
-        if len(buf) > self.config.max_sentence_chars:
-            head = buf[:self.config.max_sentence_chars]
-            clause = max((m.end() for m in _CLAUSE.finditer(head)), default=0)
-            space = head.rfind(" ")
-            return clause or (space if space > 0 else len(head))
+        if len(buf) > limit:
+            clause = max((m.end() for m in _CLAUSE.finditer(buf[:limit])), default=0)
+            space = buf[:limit].rfind(" ")
+            return clause or (space if space > 0 else limit)
         return None
 
     @staticmethod

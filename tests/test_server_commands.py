@@ -1,0 +1,86 @@
+"""The command line: `rtaudio serve` + `rtaudio client FILE` / `client say`, and `rtaudio demo`, as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from rtaudio.stt.textnorm import normalize_english
+
+pytestmark = pytest.mark.slow
+
+CLIP = "ljspeech_LJ001-0020.flac"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rtaudio(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rtaudio.cli", *args], capture_output=True, text=True,
+                          timeout=180, **kwargs)  # type: ignore[call-overload]
+
+
+def test_serve_client_file_and_say(tmp_path: Path, speech_dir: Path, speech_manifest: dict[str, str]) -> None:
+    port = free_port()
+    env = {**os.environ, "RTAUDIO_TOKEN": "cli-token-123"}
+    server = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read())
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.3)
+        assert health["status"] == "ok" and health["models"] == ["whisper-tiny.en"]
+        url = f"ws://127.0.0.1:{port}/v1/stream"
+        done = rtaudio("client", str(speech_dir / CLIP), "--url", url, "--fast", env=env)
+        assert done.returncode == 0, done.stderr
+        said = normalize_english(done.stdout)
+        expected = normalize_english(speech_manifest[CLIP]).split()
+        assert sum(w in said.split() for w in expected) >= 0.7 * len(expected), done.stdout
+        assert "partial caption latency" in done.stderr
+        out = tmp_path / "hello.wav"
+        spoken = rtaudio("client", "say", "Hello from the command line.", "-o", str(out), "--url", url, env=env)
+        assert spoken.returncode == 0, spoken.stderr
+        info = sf.info(str(out))
+        assert info.samplerate == 22050 and info.duration > 1.0 and "chunks" in spoken.stderr
+        refused = rtaudio("client", "say", "Hi.", "-o", str(out), "--url", url,
+                          env={**os.environ, "RTAUDIO_TOKEN": "wrong-token-9"})
+        assert refused.returncode == 1 and "token" in refused.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            code = server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert code == 0
+
+
+def test_demo_captions_its_recording() -> None:
+    done = rtaudio("demo", "--port", "0", "--once", "--fast")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"page http://127\.0\.0\.1:\d+/", done.stdout)
+    from rtaudio.server.demo import DEMO_TEXT
+
+    said = set(normalize_english(done.stdout).split())
+    expected = normalize_english(DEMO_TEXT).split()
+    assert sum(w in said for w in expected) >= 0.7 * len(expected), done.stdout
