@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in steps:
             metrics = srv.server.metrics
             audio0, compute0 = metrics.audio_seconds.get(), metrics.decode_seconds.get()
+            cpu0 = time.process_time()
             results = asyncio.run(run_step(url, programs[:n]))
+            cpu_s = time.process_time() - cpu0
             partial = [x for r in results for x in r["partial_ms"]]
             server_side = [x for r in results for x in r["server_ms"]]
             row = {
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 "p50_ms": pct(partial, 50), "p95_ms": pct(partial, 95), "server_p95_ms": pct(server_side, 95),
                 "final_delay_max_s": max(r["final_delay_s"] for r in results),
                 "rtf": (metrics.decode_seconds.get() - compute0) / max(1e-9, metrics.audio_seconds.get() - audio0),
+                "cpu_per_audio_s": cpu_s / max(1e-9, metrics.audio_seconds.get() - audio0),
                 "wer": float(np.mean([wer(ref, r["text"]) for r, (_, ref) in zip(results, programs, strict=False)])),
                 "partials": len(partial),
             }
@@ -178,13 +181,21 @@ def main(argv: list[str] | None = None) -> int:
             if not row["real_time"]:
                 break
     best = max((r["clients"] for r in rows if r["real_time"]), default=0)
-    header = f"{'clients':>7} {'what':<26} {'p50 ms':>7} {'p95 ms':>7} {'srv p95':>7} {'final s':>7} {'RTF':>5} {'WER %':>6}  real time"
+    cpu_per_stream = float(np.median([r["cpu_per_audio_s"] for r in rows]))
+    cores = os.cpu_count() or 1
+    header = (f"{'clients':>7} {'what':<26} {'p50 ms':>7} {'p95 ms':>7} {'srv p95':>7} {'final s':>7} {'RTF':>5} "
+              f"{'CPU/aud':>7} {'WER %':>6}  real time")
     print("\n" + header)
-    print(f"{1:>7} {peer_row['what']:<26} {peer_row['p50_ms']:>7.0f} {peer_row['p95_ms']:>7.0f} {'':>7} {'':>7} {'':>5} {peer_row['wer']:>6.1f}")
+    print(f"{1:>7} {peer_row['what']:<26} {peer_row['p50_ms']:>7.0f} {peer_row['p95_ms']:>7.0f} {'':>7} {'':>7} {'':>5} {'':>7} {peer_row['wer']:>6.1f}")
     for r in rows:
         print(f"{r['clients']:>7} {r['what']:<26} {r['p50_ms']:>7.0f} {r['p95_ms']:>7.0f} {r['server_p95_ms']:>7.0f} "
-              f"{r['final_delay_max_s']:>7.1f} {r['rtf']:>5.2f} {r['wer']:>6.1f}  {'yes' if r['real_time'] else 'NO'}")
-    print(f"\nlargest N in real time with p95 partial latency <= {args.budget_ms:.0f} ms: {best}")
+              f"{r['final_delay_max_s']:>7.1f} {r['rtf']:>5.2f} {r['cpu_per_audio_s']:>7.2f} {r['wer']:>6.1f}  "
+              f"{'yes' if r['real_time'] else 'NO'}")
+    load = os.getloadavg()[0]
+    print(f"\nlargest N in real time with p95 partial latency <= {args.budget_ms:.0f} ms: {best} "
+          f"(load average {load:.1f} on {cores} cores)")
+    print(f"CPU per second of audio per stream: {cpu_per_stream:.2f} s -> at most {cores / cpu_per_stream:.1f} "
+          f"streams on {cores} idle cores")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "command": "bench/server.py " + " ".join(argv if argv is not None else []),
@@ -193,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": "whisper-tiny.en", "budget_ms": args.budget_ms, "final_within_s": args.final_within_s,
         "decode_workers": args.decode_workers, "seconds_per_client": args.seconds,
         "peer": peer_row, "steps": rows, "max_real_time_clients": best,
+        "cpu_s_per_audio_s_per_stream": cpu_per_stream, "cpu_bound_streams": cores / cpu_per_stream,
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     return 0

@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-chars", type=int, default=StreamingConfig.prompt_chars)
     p.add_argument("--min-window-ms", type=int, default=StreamingConfig.min_window_ms)
     p.add_argument("--trim-window-ms", type=int, default=StreamingConfig.trim_window_ms)
+    p.add_argument("--min-encode-ms", type=int, default=StreamingConfig.min_encode_ms)
+    p.add_argument("--final-beam", type=int, default=StreamingConfig.final_beam_size)
     p.add_argument("--charge", choices=("wall", "cpu"), default="wall",
                    help="what compute costs on the virtual clock: wall time, or this process' CPU time "
                         "(approximates an idle machine when others share it; exact with --threads 1)")
@@ -174,12 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         utterances = utterances[: args.limit]
     config = StreamingConfig(partial_interval_ms=args.interval_ms, prompt_chars=args.prompt_chars,
-                             min_window_ms=args.min_window_ms, trim_window_ms=args.trim_window_ms)
+                             min_window_ms=args.min_window_ms, trim_window_ms=args.trim_window_ms,
+                             min_encode_ms=args.min_encode_ms, final_beam_size=args.final_beam)
     rconf = RecognizerConfig(threads=args.threads, spin=False, trailing_pad_s=args.trailing_pad_s)
     recognizer = (WhisperRecognizer.from_folder(args.model_dir, rconf, name=args.model) if args.model_dir
                   else WhisperRecognizer.load(args.model, rconf))
     vad = SileroVadModel.load()
-    recognizer.transcribe_window(np.zeros(SAMPLE_RATE_HZ, np.float32))  # first-run allocation out of the timings
+    StreamingRecognizer(recognizer, config, vad_model=vad).warm_up()  # first-run setup out of the timings
     load_before = os.getloadavg()
 
     offline: dict[str, str] = {}

@@ -140,6 +140,35 @@ def test_speech_cancel_and_bad_text(server: BackgroundServer) -> None:
     assert all(e.sample_rate_hz == 16000 for e in audio)
 
 
+def test_a_client_that_stops_reading_harms_no_one(server: BackgroundServer, speech_dir: Path,
+                                                  speech_manifest: dict[str, str]) -> None:
+    audio, rate = load(speech_dir, CLIP_A)
+    story = "A long story is told slowly, sentence after sentence, to a listener who does not listen. " * 2
+
+    async def slow_reader() -> tuple[float, int]:
+        async with await StreamClient.connect(url(server), {"tts": {"encoding": "pcm_f32le"}}, token=TOKEN) as c:
+            await c.speak(story, request_id="story")
+            await asyncio.sleep(3.0)  # reads nothing while the other client is captioned
+            samples, chunks = 0, 0
+            async with asyncio.timeout(120):
+                while True:
+                    event = await c.recv()
+                    if isinstance(event, SpeechAudio):
+                        samples, chunks = samples + len(event.samples), chunks + 1
+                    elif isinstance(event, ServerEvent) and event.type == "tts.done":
+                        assert event.data["chunks"] == chunks  # nothing lost while it did not read
+                        return samples / 22050, chunks
+
+    async def run() -> tuple:
+        return await asyncio.gather(slow_reader(), caption(server, audio, rate, realtime=True))
+
+    (speech_s, chunks), events = asyncio.run(run())
+    assert speech_s > 8 and chunks > 5
+    assert wer(speech_manifest[CLIP_A], finals_text(events)) < 30
+    lat = [e.latency_ms for e in events if not e.caption.is_final and e.latency_ms is not None]
+    assert lat and float(np.median(lat)) < 5000
+
+
 def test_unauthenticated_client_is_refused(server: BackgroundServer) -> None:
     for token in (None, "wrong-token-000"):
         with pytest.raises(AuthError):
@@ -229,3 +258,38 @@ def test_unknown_model_is_refused_with_stable_code(server: BackgroundServer) -> 
     assert getattr(e.value, "code", "") == "unknown_model"
     with pytest.raises(ProtocolError):
         asyncio.run(StreamClient.connect(server.ws_url + "/nowhere", {}, token=TOKEN))
+
+
+def test_tls_and_session_limit(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    config = ServerConfig(port=0, tls_certfile=str(cert), tls_keyfile=str(key), preload_voice=False,
+                          limits=ServerLimits(max_sessions=1))
+    with BackgroundServer(config) as srv:
+        assert srv.url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+
+        async def run() -> tuple[str, str]:
+            async with websockets.connect(srv.url.replace("https", "wss", 1) + "/v1/stream", ssl=ctx) as ws:
+                await ws.send(json.dumps({"type": "session.start"}))
+                started = json.loads(await ws.recv())["type"]
+                try:  # a second session is over the limit of one
+                    async with websockets.connect(srv.url.replace("https", "wss", 1) + "/v1/stream", ssl=ctx):
+                        pass
+                    refused = "not refused"
+                except websockets.InvalidStatus as e:
+                    refused = f"{e.response.status_code} {e.response.body.decode().strip()}"
+                return started, refused
+
+        started, refused = asyncio.run(run())
+        health = json.loads(urllib.request.urlopen(srv.url + "/healthz", context=ctx, timeout=10).read())
+    assert started == "session.started" and refused.startswith("503 over_capacity")
+    assert health["status"] == "ok"

@@ -68,8 +68,8 @@ def _wer(ref: str, hyp: str) -> float:
 
 
 def _check_stability_contract(captions: list[Caption]) -> None:
-    """One FINAL per segment id, ids increasing; STABLE text grows by appending only and is a prefix
-    of every later PARTIAL and of the FINAL of its segment."""
+    """One FINAL per segment id, ids increasing; STABLE text grows by appending only and starts
+    every later PARTIAL and the FINAL of its segment."""
     finals = [c for c in captions if c.is_final]
     ids = [c.segment_id for c in finals]
     assert ids == sorted(set(ids)), "a segment was finalized twice or out of order"
@@ -77,9 +77,7 @@ def _check_stability_contract(captions: list[Caption]) -> None:
     closed: set[int] = set()
     for c in captions:
         assert c.segment_id not in closed, "caption for a segment after its FINAL"
-        words = c.text.split()
-        prefix = stable[c.segment_id].split()
-        assert words[: len(prefix)] == prefix, f"committed text retracted: {prefix} -> {words}"
+        assert c.text.startswith(stable[c.segment_id]), f"committed text retracted: {stable[c.segment_id]!r} -> {c.text!r}"
         if c.stability is Stability.STABLE:
             stable[c.segment_id] = c.text
         if c.is_final:

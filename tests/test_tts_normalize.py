@@ -73,6 +73,7 @@ def test_digits_and_decimal() -> None:
     ("Item No. 5, version 2.0.", "Item number five, version two point zero."),
     ("He is 5'11\" tall.", "He is five feet eleven inches tall."),
     ("007", "zero zero seven"),
+    ("World War II and Elizabeth II, Brazil vs. Germany.", "World War two and Elizabeth the second, Brazil versus Germany."),
     ("Café au lait, naïve.", "Café au lait, naïve."),
 ])
 def test_normalize(text: str, spoken: str) -> None:

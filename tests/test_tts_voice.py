@@ -159,3 +159,16 @@ def test_speech_is_intelligible(voice: PiperVoice) -> None:
     heard = normalize_english(rec.transcribe_window(audio).text).split()
     want = normalize_english(text).split()
     assert len(set(want) & set(heard)) >= len(want) - 2, heard
+
+
+def test_long_first_sentence_starts_with_its_first_clause(voice: PiperVoice) -> None:
+    text = ("Although the weather had been unpredictable for most of the week, the organizers decided to hold the "
+            "outdoor concert anyway. Short one.")
+    eager = voice.utterances(text, SynthesisConfig(sentence_pause_ms=100))
+    whole = voice.utterances(text, SynthesisConfig(sentence_pause_ms=100, eager_first_clause_ids=0))
+    assert len(whole) == 2 and len(eager) == 3
+    assert "".join(eager[0].phonemes).endswith("wˈiːk, ") and eager[0].pause_after_ms == 0.0
+    assert eager[0].phonemes + eager[1].phonemes == whole[0].phonemes
+    assert eager[1].pause_after_ms == 100.0 and eager[2] == whole[1]
+    assert voice.utterances("A short one, with a comma.")[0] == voice.utterances(
+        "A short one, with a comma.", SynthesisConfig(eager_first_clause_ids=0))[0]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rtaudio_models.whisper.ct2 import Ct2FormatError, model_bin_parts, read_ct2_model
 
 from rtaudio.errors import ModelNotFetchedError
 from rtaudio.modelstore import model_dir
-from rtaudio_models.whisper.ct2 import Ct2FormatError, model_bin_parts, read_ct2_model
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def _write_model(path: Path, variables: dict[str, np.ndarray], aliases: dict[str
 @pytest.fixture
 def synthetic(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
-    variables = {
+    variables: dict[str, np.ndarray] = {
         "decoder/embeddings/weight": rng.standard_normal((7, 4)).astype(np.float16),
         "encoder/num_heads": np.array(6, np.int16),
         "encoder/conv1/bias": rng.standard_normal(5).astype(np.float32),

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from rtaudio_models.whisper.ct2 import faster_whisper_folder, model_bin_parts, read_ct2_model
+from rtaudio_models.whisper.model import whisper_from_ct2
+from rtaudio_models.whisper.torch_backend import TorchWhisper
 
 from rtaudio.errors import ModelNotFetchedError
 from rtaudio.modelstore import model_dir
@@ -16,9 +19,6 @@ from rtaudio.stt.onnx_whisper import OnnxWhisper, WhisperModelInfo, empty_cache
 from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
 from rtaudio.stt.textnorm import normalize_english
 from rtaudio.stt.tokenizer import WhisperTokenizer
-from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
-from rtaudio_models.whisper.model import whisper_from_ct2
-from rtaudio_models.whisper.torch_backend import TorchWhisper
 
 GREEDY = DecodeOptions(beam_size=1, temperatures=(0.0,))
 
@@ -44,7 +44,8 @@ def jfk(speech_dir: Path) -> np.ndarray:
 
 
 def test_graphs_match_pytorch_numerically(folder: Path, torch_backend: TorchWhisper, jfk: np.ndarray) -> None:
-    recognizer = WhisperRecognizer.from_folder(folder, RecognizerConfig(precision="fp32"))
+    config = RecognizerConfig(precision="fp32", trailing_pad_s=2.0, min_window_s=0.0)
+    recognizer = WhisperRecognizer.from_folder(folder, config)
     mel = recognizer.features(jfk[: 7 * 16000])  # a short window: the trimmed positional embedding
     assert mel.shape == (80, 900)
     onnx = OnnxWhisper(folder, "fp32", threads=2)
@@ -69,7 +70,7 @@ def test_graphs_match_pytorch_numerically(folder: Path, torch_backend: TorchWhis
 
 
 def test_pytorch_onnx_and_faster_whisper_agree_on_real_speech(folder: Path, torch_backend: TorchWhisper,
-                                                              jfk: np.ndarray) -> None:
+                                                              jfk: np.ndarray, tmp_path: Path) -> None:
     from faster_whisper import WhisperModel
 
     config = RecognizerConfig(full_window=True)
@@ -78,7 +79,8 @@ def test_pytorch_onnx_and_faster_whisper_agree_on_real_speech(folder: Path, torc
     fp32 = WhisperRecognizer.from_folder(folder, RecognizerConfig(precision="fp32", full_window=True))
     int8 = WhisperRecognizer.from_folder(folder, RecognizerConfig(precision="int8", full_window=True))
     fast = WhisperRecognizer.from_folder(folder, RecognizerConfig(precision="int8"))  # trimmed window
-    fw = WhisperModel(str(folder / "raw"), device="cpu", compute_type="float32", cpu_threads=2)
+    fw_dir = faster_whisper_folder(folder / "raw", tmp_path / "ct2")
+    fw = WhisperModel(str(fw_dir), device="cpu", compute_type="float32", cpu_threads=2)
     fw_segments, _ = fw.transcribe(jfk, beam_size=1, temperature=0.0, condition_on_previous_text=False)
     fw_text = " ".join(s.text.strip() for s in fw_segments)
 

@@ -31,22 +31,44 @@ from rtaudio.progress import Progress
 
 HOP_LENGTH = 256  # samples per latent frame (HiFi-GAN upsampling 8*8*2*2)
 
-# Tensors of the exported graph (piper 1.x VITS export, torch 2.0 exporter).
-_M_P = "/Transpose_3_output_0"
-_LOGS_P = "/Transpose_5_output_0"
-_DURATIONS = "/Ceil_output_0"
-_DP_NOISE = "/dp/RandomNormalLike_output_0"
-_Y_MASK = "/Cast_2_output_0"
-_Z_P = "/Add_output_0"
-_Z = "/Mul_7_output_0"
-_AUDIO = "output"
 
-PARTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    # part: ({graph tensor: new input name}, {graph tensor: new output name})
-    "encoder": ({"input": "input", "input_lengths": "input_lengths", "scales": "scales", _DP_NOISE: "dp_noise"},
-                {_M_P: "m_p", _LOGS_P: "logs_p", _DURATIONS: "durations"}),
-    "flow": ({_Z_P: "z_p", _Y_MASK: "y_mask"}, {_Z: "z"}),
-    "decoder": ({_Z: "z"}, {_AUDIO: "audio"}),
+def find_cut_tensors(graph: onnx.GraphProto) -> dict[str, str]:
+    """The graph's names for the tensors between the parts, found by structure (not by exporter names):
+    the first RandomNormalLike is the duration predictor's noise, the second draws eps ~ m_p with
+    z_p = m_p + eps * exp(logs_p) * noise_scale, the only Ceil gives durations, and the decoder's
+    input is z = flow(z_p) * y_mask."""
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    randoms = [n for n in graph.node if n.op_type == "RandomNormalLike"]
+    ceils = [n for n in graph.node if n.op_type == "Ceil"]
+    if len(randoms) != 2 or len(ceils) != 1 or len(graph.output) != 1:
+        raise ModelError("not a Piper VITS export: expected 2 RandomNormalLike, 1 Ceil and 1 output")
+    eps = randoms[1].output[0]
+    m_p = randoms[1].input[0]
+    scaled = next(c for c in consumers[eps] if c.op_type == "Mul")
+    logs_exp = next(i for i in scaled.input if i != eps)
+    logs_p = producer[logs_exp].input[0]
+    z_p = next(c for c in consumers[m_p] if c.op_type == "Add").output[0]
+    # HiFi-GAN: z -> conv_pre -> LeakyReLU -> first ConvTranspose (the only transposed convs are its upsamplers)
+    up = next(n for n in graph.node if n.op_type == "ConvTranspose")
+    conv_pre = producer[producer[up.input[0]].input[0]]
+    z = conv_pre.input[0]
+    masked = producer[z]  # z = flow(z_p) * y_mask
+    y_mask = next(i for i in masked.input if i in producer and producer[i].op_type == "Cast")
+    if conv_pre.op_type != "Conv" or masked.op_type != "Mul":
+        raise ModelError("not a Piper VITS export: decoder input not found")
+    return {"dp_noise": randoms[0].output[0], "m_p": m_p, "logs_p": logs_p, "durations": ceils[0].output[0],
+            "z_p": z_p, "y_mask": y_mask, "z": z, "audio": graph.output[0].name}
+
+
+# part: inputs and outputs, by the names used in the parts (graph names come from find_cut_tensors)
+PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "encoder": (("input", "input_lengths", "scales", "dp_noise"), ("m_p", "logs_p", "durations")),
+    "flow": (("z_p", "y_mask"), ("z",)),
+    "decoder": (("z",), ("audio",)),
 }
 
 
@@ -81,20 +103,22 @@ _SHAPES: dict[str, tuple[list[int | str], int]] = {
 def split_model(model_path: Path, out_dir: Path) -> dict[str, Path]:
     """Write encoder.onnx, flow.onnx and decoder.onnx cut out of `model_path` into `out_dir`."""
     model = onnx.load(str(model_path))
-    names = {n for node in model.graph.node for n in node.output} | {i.name for i in model.graph.input}
-    missing = [t for ins, outs in PARTS.values() for t in (*ins, *outs) if t not in names]
-    if missing:
-        raise ModelError(f"{model_path.name} is not a Piper VITS export this splitter knows: no tensors {missing}")
+    try:
+        graph_names = find_cut_tensors(model.graph) | {"input": "input", "input_lengths": "input_lengths",
+                                                        "scales": "scales"}
+    except (StopIteration, KeyError) as e:
+        raise ModelError(f"{model_path.name} is not a Piper VITS export this splitter knows ({e!r})") from e
     paths = {}
     with tempfile.TemporaryDirectory(prefix="piper-split-") as tmp:
         inferred = Path(tmp) / "inferred.onnx"
         onnx.save(onnx.shape_inference.infer_shapes(model), str(inferred))
         for part, (ins, outs) in PARTS.items():
             raw_part = Path(tmp) / f"{part}.onnx"
-            utils.extract_model(str(inferred), str(raw_part), list(ins), list(outs), check_model=False)
+            utils.extract_model(str(inferred), str(raw_part), [graph_names[n] for n in ins],
+                                [graph_names[n] for n in outs], check_model=False)
             sub = onnx.load(str(raw_part))
-            for old, new in {**ins, **outs}.items():
-                _rename(sub.graph, old, new)
+            for name in (*ins, *outs):
+                _rename(sub.graph, graph_names[name], name)
             for vi in list(sub.graph.input) + list(sub.graph.output):
                 if vi.name in _SHAPES:
                     _set_shape(vi, *_SHAPES[vi.name])

@@ -122,3 +122,31 @@ def model_bin_parts(raw_dir: Path) -> list[Path]:
     if not parts:
         raise FileNotFoundError(f"no model.bin or model.bin.part* in {raw_dir}")
     return parts
+
+
+def faster_whisper_folder(raw_dir: Path, out_dir: Path) -> Path:
+    """A folder CTranslate2 / faster-whisper can load from the model store's raw files (for comparisons
+    in tests and benchmarks): links to model.bin (parts joined), config.json, tokenizer.json, plus
+    the vocabulary.txt that the store does not keep, rebuilt from tokenizer.json (ids in order, then
+    the timestamp tokens <|0.00|> .. <|30.00|>)."""
+    from tokenizers import Tokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = model_bin_parts(raw_dir)
+    target = out_dir / "model.bin"
+    if not target.exists():
+        if len(parts) == 1:
+            target.symlink_to(parts[0].resolve())
+        else:
+            with open(target, "wb") as dst:
+                for part in parts:
+                    dst.write(part.read_bytes())
+    for name in ("config.json", "tokenizer.json"):
+        if not (out_dir / name).exists():
+            (out_dir / name).symlink_to((raw_dir / name).resolve())
+    vocab = Tokenizer.from_file(str(raw_dir / "tokenizer.json")).get_vocab(with_added_tokens=True)
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    n_vocab = read_ct2_model(parts).variables["decoder/embeddings/weight"].shape[0]
+    tokens += [f"<|{i * 0.02:.2f}|>" for i in range(n_vocab - len(tokens))]
+    (out_dir / "vocabulary.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return out_dir

@@ -25,11 +25,11 @@ import warnings
 from pathlib import Path
 
 import torch
+from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
+from rtaudio_models.whisper.model import Whisper, whisper_from_ct2
 from torch import Tensor, nn
 
 from rtaudio.progress import Progress
-from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
-from rtaudio_models.whisper.model import Whisper, whisper_from_ct2
 
 OPSET = 17
 CONFIG_NAME = "whisper.json"

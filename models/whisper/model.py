@@ -10,13 +10,15 @@ Attention scaling is folded in ahead of time: the query (self-attention) or the 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rtaudio_models.whisper.ct2 import Ct2Model
 from torch import Tensor, nn
 
 from rtaudio.stt.onnx_whisper import WhisperDims
-from rtaudio_models.whisper.ct2 import Ct2Model
 
 
 class MultiHeadAttention(nn.Module):
@@ -105,6 +107,8 @@ class DecoderBlock(nn.Module):
 
 
 class AudioEncoder(nn.Module):
+    positional_embedding: Tensor
+
     def __init__(self, dims: WhisperDims) -> None:
         super().__init__()
         d = dims.n_audio_state
@@ -126,6 +130,8 @@ class AudioEncoder(nn.Module):
 
 
 class TextDecoder(nn.Module):
+    positional_embedding: Tensor
+
     def __init__(self, dims: WhisperDims) -> None:
         super().__init__()
         d = dims.n_text_state
@@ -136,7 +142,7 @@ class TextDecoder(nn.Module):
 
     def cross_kv(self, audio: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per layer (key (B, H, Dh, T), value (B, H, T, Dh)): computed once per window."""
-        return [block.cross_attn.cross_kv(audio) for block in self.blocks]
+        return [block.cross_attn.cross_kv(audio) for block in cast(list[DecoderBlock], list(self.blocks))]
 
     def step(self, tokens: Tensor, past: list[tuple[Tensor, Tensor]], cross: list[tuple[Tensor, Tensor]],
              ) -> tuple[Tensor, list[tuple[Tensor, Tensor]], list[Tensor]]:
@@ -197,7 +203,7 @@ def _t(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float32).copy())
 
 
-def _linear(dst: nn.Linear, v: dict[str, np.ndarray], prefix: str, rows: slice = slice(None)) -> None:
+def _linear(dst: nn.Linear | nn.Conv1d, v: dict[str, np.ndarray], prefix: str, rows: slice = slice(None)) -> None:
     dst.weight.data = _t(v[prefix + "/weight"][rows])
     if dst.bias is not None:
         dst.bias.data = _t(v[prefix + "/bias"][rows])
@@ -209,8 +215,8 @@ def _layer_norm(dst: nn.LayerNorm, v: dict[str, np.ndarray], prefix: str) -> Non
 
 
 def _mlp(dst: nn.Sequential, v: dict[str, np.ndarray], prefix: str) -> None:
-    _linear(dst[0], v, prefix + "/linear_0")
-    _linear(dst[2], v, prefix + "/linear_1")
+    _linear(cast(nn.Linear, dst[0]), v, prefix + "/linear_0")
+    _linear(cast(nn.Linear, dst[2]), v, prefix + "/linear_1")
 
 
 def _fused_self_attention(dst: MultiHeadAttention, v: dict[str, np.ndarray], prefix: str, d: int) -> None:
@@ -229,10 +235,10 @@ def whisper_from_ct2(ct2: Ct2Model) -> Whisper:
     dims = dims_from_ct2(ct2)
     model = Whisper(dims)
     enc, dec = model.encoder, model.decoder
-    _linear(enc.conv1, v, "encoder/conv1")  # type: ignore[arg-type]
-    _linear(enc.conv2, v, "encoder/conv2")  # type: ignore[arg-type]
+    _linear(enc.conv1, v, "encoder/conv1")
+    _linear(enc.conv2, v, "encoder/conv2")
     enc.positional_embedding.data = _t(v["encoder/position_encodings/encodings"])
-    for i, block in enumerate(enc.blocks):
+    for i, block in enumerate(cast(list[EncoderBlock], list(enc.blocks))):
         p = f"encoder/layer_{i}"
         _fused_self_attention(block.attn, v, p + "/self_attention", dims.n_audio_state)
         _layer_norm(block.attn_ln, v, p + "/self_attention/layer_norm")
@@ -243,17 +249,17 @@ def whisper_from_ct2(ct2: Ct2Model) -> Whisper:
     d = dims.n_text_state
     dec.token_embedding.weight.data = _t(v["decoder/embeddings/weight"])
     dec.positional_embedding.data = _t(v["decoder/position_encodings/encodings"])
-    for i, block in enumerate(dec.blocks):
+    for i, dblock in enumerate(cast(list[DecoderBlock], list(dec.blocks))):
         p = f"decoder/layer_{i}"
-        _fused_self_attention(block.attn, v, p + "/self_attention", d)
-        _layer_norm(block.attn_ln, v, p + "/self_attention/layer_norm")
+        _fused_self_attention(dblock.attn, v, p + "/self_attention", d)
+        _layer_norm(dblock.attn_ln, v, p + "/self_attention/layer_norm")
         # cross-attention: linear_0 = Q, linear_1 = fused K/V (2D rows), linear_2 = output
-        _linear(block.cross_attn.query, v, p + "/attention/linear_0")
-        _linear(block.cross_attn.key, v, p + "/attention/linear_1", slice(0, d))
-        _linear(block.cross_attn.value, v, p + "/attention/linear_1", slice(d, 2 * d))
-        _linear(block.cross_attn.out, v, p + "/attention/linear_2")
-        _layer_norm(block.cross_attn_ln, v, p + "/attention/layer_norm")
-        _mlp(block.mlp, v, p + "/ffn")
-        _layer_norm(block.mlp_ln, v, p + "/ffn/layer_norm")
+        _linear(dblock.cross_attn.query, v, p + "/attention/linear_0")
+        _linear(dblock.cross_attn.key, v, p + "/attention/linear_1", slice(0, d))
+        _linear(dblock.cross_attn.value, v, p + "/attention/linear_1", slice(d, 2 * d))
+        _linear(dblock.cross_attn.out, v, p + "/attention/linear_2")
+        _layer_norm(dblock.cross_attn_ln, v, p + "/attention/layer_norm")
+        _mlp(dblock.mlp, v, p + "/ffn")
+        _layer_norm(dblock.mlp_ln, v, p + "/ffn/layer_norm")
     _layer_norm(dec.ln, v, "decoder/layer_norm")
     return model.eval()

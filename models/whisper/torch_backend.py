@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from rtaudio_models.whisper.model import Whisper
 
 from rtaudio.stt.onnx_whisper import WhisperModelInfo
-from rtaudio_models.whisper.model import Whisper
 
 
 class TorchWhisper:

@@ -95,7 +95,10 @@ class StreamClient:
         """Open a session; raises AuthError / CapacityError / ConfigError... as the server answers."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            ws = await websockets.connect(url, additional_headers=headers, max_size=16 << 20, open_timeout=timeout_s)
+            # No keepalive pings: when the server applies back-pressure (a file sent faster than real
+            # time), pings wait behind audio in TCP and would time out a healthy connection.
+            ws = await websockets.connect(url, additional_headers=headers, max_size=16 << 20, open_timeout=timeout_s,
+                                          ping_interval=None)
         except websockets.InvalidStatus as e:
             status = e.response.status_code
             body = e.response.body.decode(errors="replace").strip() if e.response.body else ""

@@ -38,10 +38,12 @@ def demo_recording(voice_name: str = "piper-joe") -> Path:
     path = cache_root() / "demo" / "demo.wav"
     if not path.exists():
         from rtaudio.io.files import write_audio
+        from rtaudio.modelstore import ensure_model
         from rtaudio.tts.config import SynthesisConfig
         from rtaudio.tts.voice import PiperVoice
 
         print("making the demo recording with the piper-joe voice (first run only)...", file=sys.stderr)
+        ensure_model(voice_name)
         voice = PiperVoice.load(voice_name)
         audio = voice.synthesize(DEMO_TEXT, SynthesisConfig(seed=0, sentence_pause_ms=450))
         path.parent.mkdir(parents=True, exist_ok=True)

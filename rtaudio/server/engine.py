@@ -40,6 +40,9 @@ class CaptionStream(Protocol):
     def reset(self) -> None:
         """Drop the segment in progress without captioning it; stream time goes on."""
         ...
+    def warm_up(self) -> None:
+        """One pass on silence: onnxruntime's first run (~1.5 s) must not land on a first caption."""
+        ...
     @property
     def next_segment_id(self) -> int: ...
 
@@ -64,6 +67,7 @@ class ModelHub:
         self._recognizers: dict[str, Any] = {}
         self._voices: dict[str, Any] = {}
         self._vad_model: Any = None
+        self._warm: set[str] = set()
 
     @property
     def default_model(self) -> str:
@@ -89,7 +93,11 @@ class ModelHub:
                 # spinning threads, which would steal the cores the other workers need.
                 threads = self.config.recognizer_threads or max(1, (os.cpu_count() or 1) // self.config.decode_workers)
                 self._recognizers[name] = WhisperRecognizer.load(name, RecognizerConfig(threads=threads, spin=False))
-            return self._recognizers[name]
+            recognizer = self._recognizers[name]
+        if name not in self._warm:  # outside the lock: the VAD model takes it too
+            self._warm.add(name)
+            self.open_stream(SessionConfig(model=name)).warm_up()
+        return recognizer
 
     def voice(self, name: str) -> Voice:
         with self._lock:
@@ -120,7 +128,13 @@ class ModelHub:
             return self._vad_model
 
     def preload(self) -> None:
+        """Fetch what is missing (first run), then load and warm the default model and voice."""
+        from rtaudio.modelstore import ensure_model
+
+        for name in (self.default_model, "silero-vad", *self.config.voices[:1]):
+            ensure_model(name)
         self.recognizer(self.default_model)
+        self.vad_model()
         if self.config.preload_voice:
             self.voice(self.config.voices[0])
 

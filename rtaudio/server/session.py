@@ -203,6 +203,12 @@ class Session:
 
     # -- the decode loop (one worker step in flight per session) ----------------------------------
     async def _decode_loop(self) -> None:
+        try:
+            await self._decode_until_ended()
+        finally:
+            self._ended.set()  # no more captions will come (the end, or the session failed)
+
+    async def _decode_until_ended(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -246,7 +252,7 @@ class Session:
         start = self.clock.now_ns()
         res = _StepResult(queue_s=(start - submitted_ns) / 1e9)
         rate = self.config.input_sample_rate_hz
-        chunk = max(1, rate * self.config.partial_interval_ms // 1000 // 2)
+        chunk = max(1, rate // 10)  # 100 ms: VAD and partial passes see the audio as a live stream would
         budget = min(target - self._fed, rate * MAX_STEP_MS // 1000)
         while budget > 0:
             x = self.ring.read(min(chunk, budget))

@@ -19,7 +19,7 @@ from rtaudio.server.config import SessionConfig
 from rtaudio.server.engine import STREAM_RATE_HZ
 from rtaudio.server.events import VadEvent
 from rtaudio.stt.decoding import DecodeOptions
-from rtaudio.stt.streaming import StreamingConfig, StreamingRecognizer
+from rtaudio.stt.streaming import STREAMING_DECODE, StreamingConfig, StreamingRecognizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted, VadConfig
 
 NO_ENDPOINT_SILENCE_MS = 10000  # vad.enabled = false: segments end by flush (or window trim) only
@@ -64,6 +64,9 @@ class StreamAdapter:
     def is_ready(self) -> bool:
         return self.stream.is_ready()
 
+    def warm_up(self) -> None:
+        self.stream.warm_up()
+
     def decode(self) -> list[Caption | VadEvent]:
         return self._collect(self.stream.decode())
 
@@ -102,8 +105,8 @@ class StreamAdapter:
 
 
 def decode_options(session: SessionConfig) -> DecodeOptions:
-    """Captions need word times; the language comes from the session (None: English / detected)."""
-    return DecodeOptions(language=session.language, word_timestamps=True)
+    """The engine's live decoding settings, in the session's language (None: English / detected)."""
+    return replace(STREAMING_DECODE, language=session.language)
 
 
 def open_caption_stream(recognizer: Any, vad_model: Any, session: SessionConfig, clock: Clock,

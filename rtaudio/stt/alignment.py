@@ -133,17 +133,18 @@ def align_tokens(backend: WhisperBackend, tokenizer: WhisperTokenizer, cross: li
     matrix = weights.mean(axis=0)[len(sot_sequence): -1]  # rows predicting each text token and eot
     text_idx, time_idx = dtw(-matrix)
 
-    words, word_tokens = tokenizer.split_words([*text_tokens, tokenizer.eot], language)
-    if len(word_tokens) <= 1:
+    words, word_tokens = tokenizer.split_words(text_tokens, language)
+    if not words:
         return []
-    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    # jump_times has one entry per matrix row: each text token, then the end token
+    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens]), (1, 0))
     jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
     jump_times = time_idx[jumps] * TIME_PRECISION_S
     starts = jump_times[boundaries[:-1]]
-    ends = jump_times[boundaries[1:]]
+    ends = jump_times[np.minimum(boundaries[1:], len(jump_times) - 1)]
     probs = np.exp(np.asarray(token_logprobs, dtype=np.float64))
     out = []
-    for k, (text, toks) in enumerate(zip(words[:-1], word_tokens[:-1], strict=True)):
+    for k, (text, toks) in enumerate(zip(words, word_tokens, strict=True)):
         lo, hi = int(boundaries[k]), int(boundaries[k + 1])
         p = float(probs[lo:hi].mean()) if hi <= len(probs) and hi > lo else 1.0
         out.append(TokenWord(text, tuple(toks), float(starts[k]), float(ends[k]), p))

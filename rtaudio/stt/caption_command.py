@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -47,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="whisper-tiny.en", help="speech model (default: whisper-tiny.en)")
     p.add_argument("--interval-ms", type=int, default=StreamingConfig.partial_interval_ms,
                    help="partial caption cadence in ms of new audio (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="compute threads per Whisper pass (default: %(default)s; 1 keeps latency steady on a "
+                        "busy machine)")
 
 
 # ---------------------------------------------------------------------------------- output
@@ -169,11 +173,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a FILE or --mic")
     if args.interval_ms < 20:
         raise ConfigError("--interval-ms must be at least 20")
-    from rtaudio.stt.recognizer import WhisperRecognizer
+    from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
 
-    recognizer = WhisperRecognizer.load(args.model)
+    if args.threads < 1:
+        raise ConfigError("--threads must be at least 1")
+    recognizer = WhisperRecognizer.load(args.model, RecognizerConfig(threads=args.threads, spin=False))
     clock: Any = VirtualClock() if args.fast else RealTimePacer()
     stream = StreamingRecognizer(recognizer, StreamingConfig(partial_interval_ms=args.interval_ms), clock)
+    stream.warm_up()
     if args.mic:
         outputs = _mic_outputs(stream, args.device)
     else:
@@ -196,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
                     print(json.dumps(caption_json(c, item.time_s)), flush=True)
             for c in item.captions:
                 written += cues.push(c)
+    except BrokenPipeError:  # `rtaudio caption ... | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
+        return 0
     except KeyboardInterrupt:
         stream.input_finished()
         for c in stream.decode():

@@ -52,6 +52,9 @@ class DecodeOptions:
     """Mean token log-probability below this: retry hotter."""
     no_speech_threshold: float | None = 0.6
     """P(<|nocaptions|>) above this (with a mean log-probability below `logprob_threshold`) = silence."""
+    no_speech_only_threshold: float | None = 0.85
+    """P(<|nocaptions|>) above this = silence whatever the text's probability: Whisper's confident
+    "You" / "Thank you." on noise and hum. None = Whisper's rule alone."""
     timestamps: bool = True
     """Predict segment timestamp tokens (needed for long-form seeking and segment times)."""
     max_initial_timestamp_s: float | None = 1.0

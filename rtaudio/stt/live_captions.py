@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rtaudio.errors import ConfigError
 from rtaudio.frames import Caption, Word
-from rtaudio.stt.subtitles import Cue
+from rtaudio.stt.subtitles import Cue, wrap_lines
 
 SENTENCE_END = (".", "?", "!")
 
@@ -32,36 +32,24 @@ class LiveCaptionConfig:
     """Reading speed: a cue stays at least len(text) / max_chars_per_s seconds when the timing allows."""
     max_delay_ms: int = 1500
     """A cue never starts more than this after the start of the first word it shows."""
-    pause_split_ms: int = 1200
+    pause_split_ms: int = 600
     """A silence this long between words starts a new cue."""
+    max_cue_ms: int = 7000
+    """A cue whose speech would last longer is ended before the word that would make it so."""
 
     def __post_init__(self) -> None:
         if self.max_line_chars < 10 or self.max_lines < 1:
             raise ConfigError("max_line_chars must be >= 10 and max_lines >= 1")
-        if self.min_cue_ms <= 0 or self.max_chars_per_s <= 0 or self.max_delay_ms < 0 or self.pause_split_ms <= 0:
+        if (self.min_cue_ms <= 0 or self.max_chars_per_s <= 0 or self.max_delay_ms < 0 or self.pause_split_ms <= 0
+                or self.max_cue_ms < self.min_cue_ms):
             raise ConfigError("cue durations, delay and reading speed must be positive")
 
 
-def wrap_words(words: Sequence[str], max_line_chars: int) -> list[str]:
-    """Greedy line filling, except that two lines are balanced (split nearest the middle, after punctuation)."""
-    lines: list[str] = []
-    for w in words:
-        if lines and len(lines[-1]) + 1 + len(w) <= max_line_chars:
-            lines[-1] += " " + w
-        else:
-            lines.append(w)
-    if len(lines) == 2:
-        best: tuple[float, int] | None = None
-        for i in range(1, len(words)):
-            a, b = " ".join(words[:i]), " ".join(words[i:])
-            if len(a) > max_line_chars or len(b) > max_line_chars:
-                continue
-            cost = abs(len(a) - len(b)) - (8 if words[i - 1].endswith((",", ".", "?", "!", ";", ":")) else 0)
-            if best is None or cost < best[0]:
-                best = (cost, i)
-        if best is not None:
-            lines = [" ".join(words[: best[1]]), " ".join(words[best[1]:])]
-    return lines
+def _lines(words: Sequence[str], config: LiveCaptionConfig) -> list[str] | None:
+    """The cue's lines (balanced, broken after punctuation), or None if the words need more lines."""
+    if len(words) == 1:
+        return list(words)  # one over-long word still gets a cue
+    return wrap_lines(words, config.max_line_chars, config.max_lines)
 
 
 @dataclass
@@ -84,10 +72,12 @@ class LiveCueBuilder:
         self._last_end_s = 0.0
         self.reading_speed_cuts = 0
         """Cues whose reading-time extension was cut to keep the next cue within `max_delay_ms`."""
+        self.late_cues = 0
+        """Cues that still start more than `max_delay_ms` after their speech (the previous cue's
+        minimum time on screen did not leave room)."""
 
     def _fits(self, words: list[Word]) -> bool:
-        texts = [w.text.strip() for w in words if w.text.strip()]
-        return len(wrap_words(texts, self.config.max_line_chars)) <= self.config.max_lines
+        return _lines([w.text.strip() for w in words if w.text.strip()], self.config) is not None
 
     def push(self, caption: Caption) -> list[Cue]:
         """Take a FINAL caption's words; returns the cues whose timing is now settled."""
@@ -108,6 +98,8 @@ class LiveCueBuilder:
         prev = self._open[-1]
         if w.start_s - prev.end_s >= self.config.pause_split_ms / 1000:
             return True
+        if w.end_s - self._open[0].start_s > self.config.max_cue_ms / 1000:
+            return True
         if not self._fits([*self._open, w]):
             return True
         # end a cue at a sentence end once it holds more than one line's worth
@@ -124,12 +116,14 @@ class LiveCueBuilder:
             cue, prev_end = self._settle(self._pending, next_first_s=first_s)
             out.append(cue)
         start = max(first_s, prev_end)
+        if start - first_s > self.config.max_delay_ms / 1000 + 1e-9:
+            self.late_cues += 1
         self._pending = _Pending(words, start)
         return out
 
     def _settle(self, p: _Pending, next_first_s: float | None) -> tuple[Cue, float]:
         cfg = self.config
-        text = "\n".join(wrap_words(p.text_words, cfg.max_line_chars))
+        text = "\n".join(_lines(p.text_words, cfg) or [" ".join(p.text_words)])
         min_len = max(cfg.min_cue_ms / 1000, len(text.replace("\n", " ")) / cfg.max_chars_per_s)
         end = max(p.words[-1].end_s, p.start_s + min_len)
         if next_first_s is not None:

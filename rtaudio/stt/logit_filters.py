@@ -28,7 +28,8 @@ def logsumexp(x: np.ndarray) -> np.ndarray:
     log-probability is `x[k, t] - logsumexp(x)[k]` without materialising a (B, V) log-softmax."""
     m = np.max(x, axis=-1)
     m = np.where(np.isfinite(m), m, np.float32(0.0))
-    return m + np.log(np.sum(np.exp(x - m[:, None]), axis=-1))
+    with np.errstate(divide="ignore"):  # an all -inf row gives -inf
+        return m + np.log(np.sum(np.exp(x - m[:, None]), axis=-1))
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ WINDOW_S = 30.0
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE_HZ)  # 480000 samples
 WINDOW_FRAMES = WINDOW_SAMPLES // HOP_SAMPLES  # 3000 mel frames
 FRAMES_PER_POSITION = 2  # encoder conv stride: one audio position per 20 ms
+SILENCE_RMS = 10 ** (-75 / 20)  # below -75 dBFS RMS a window is silence: the model is not run
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class RecognizerConfig:
     """onnxruntime intra-op threads per session call."""
     spin: bool = True
     """Let onnxruntime threads spin between calls (lower latency, burns idle CPU)."""
-    trailing_pad_s: float = 2.0
+    trailing_pad_s: float = 5.0
     """Silence appended to a window shorter than 30 s before encoding."""
+    min_window_s: float = 10.0
+    """Encode at least this much (audio + silence): very short windows decode worse."""
     window_step_s: float = 1.0
     """Encoder lengths are rounded up to a multiple of this (fewer distinct shapes)."""
     full_window: bool = False
@@ -51,6 +54,8 @@ class RecognizerConfig:
             raise ConfigError("threads must be >= 1")
         if not 0 <= self.trailing_pad_s <= WINDOW_S:
             raise ConfigError("trailing_pad_s must be within [0, 30]")
+        if not 0 <= self.min_window_s <= WINDOW_S:
+            raise ConfigError("min_window_s must be within [0, 30]")
         if not 0.02 <= self.window_step_s <= WINDOW_S:
             raise ConfigError("window_step_s must be within [0.02, 30]")
 
@@ -87,11 +92,16 @@ def split_segments(tokens: Sequence[int], tokenizer: WhisperTokenizer, content_s
             pieces.append((tokenizer.timestamp_s(piece[0]), tokenizer.timestamp_s(piece[-1]), piece))
             last = cut
         consumed = content_s if single_ending else tokenizer.timestamp_s(tokens[last - 1])
-        return pieces, min(consumed, content_s)
+        return _clamp(pieces, content_s), min(consumed, content_s)
     stamps = [t for t in tokens if t >= tb]
     end = tokenizer.timestamp_s(stamps[-1]) if stamps and stamps[-1] != tb else content_s
     start = tokenizer.timestamp_s(stamps[0]) if stamps and len(stamps) > 1 else 0.0
-    return [(start, min(end, content_s) if end > start else content_s, list(tokens))], content_s
+    return _clamp([(start, end if end > start else content_s, list(tokens))], content_s), content_s
+
+
+def _clamp(pieces: list[tuple[float, float, list[int]]], content_s: float) -> list[tuple[float, float, list[int]]]:
+    """Times past the audio (the model may stamp into the silence padding) end at the audio's end."""
+    return [(min(a, content_s), min(b, content_s), t) for a, b, t in pieces]
 
 
 class WhisperRecognizer:
@@ -138,7 +148,9 @@ class WhisperRecognizer:
         if self.config.full_window:
             return WINDOW_FRAMES
         step = max(2, round(self.config.window_step_s * SAMPLE_RATE_HZ / HOP_SAMPLES))
-        wanted = n_samples / HOP_SAMPLES + self.config.trailing_pad_s * SAMPLE_RATE_HZ / HOP_SAMPLES
+        frames_per_s = SAMPLE_RATE_HZ / HOP_SAMPLES
+        wanted = max(n_samples / HOP_SAMPLES + self.config.trailing_pad_s * frames_per_s,
+                     self.config.min_window_s * frames_per_s)
         frames = math.ceil(wanted / step) * step
         return min(WINDOW_FRAMES, frames + frames % 2)
 
@@ -161,6 +173,9 @@ class WhisperRecognizer:
                       ) -> WindowResult:
         """`transcribe_window` with the prompt already tokenized (long-form carries tokens)."""
         content_s = audio.size / SAMPLE_RATE_HZ
+        self.tokenizer.sot_sequence(options.language or (None if self.multilingual else "en"), options.task)
+        if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
+            return WindowResult([], "", 1.0, 0.0, options.language, 0.0, content_s)  # digital silence
         mel = self.features(audio)
         cross = self.backend.encode(mel)
         window_s = mel.shape[1] / (SAMPLE_RATE_HZ / HOP_SAMPLES)
@@ -184,6 +199,8 @@ class WhisperRecognizer:
 
     @staticmethod
     def _is_silence(hyp: Hypothesis, options: DecodeOptions) -> bool:
+        if options.no_speech_only_threshold is not None and hyp.no_speech_prob > options.no_speech_only_threshold:
+            return True
         if options.no_speech_threshold is None or hyp.no_speech_prob <= options.no_speech_threshold:
             return not hyp.text
         return options.logprob_threshold is None or hyp.avg_logprob <= options.logprob_threshold

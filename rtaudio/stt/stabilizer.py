@@ -65,13 +65,15 @@ def _common_prefix(seqs: Sequence[Sequence[str]]) -> int:
     return n
 
 
-def repetition_start(words: Sequence[Word], max_ngram: int = 12) -> int | None:
-    """Where a decoding loop begins: index of the first surplus copy of an n-gram that repeats to the end.
+def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool = False) -> int | None:
+    """Where a decoding loop begins: index of the first surplus copy of an n-gram repeated in a row.
 
     Returns None when there is no loop. A loop is a run of copies of one n-gram that lasts until the
-    hypothesis ends (the token budget or the window cut it, maybe mid-copy). One word may occur twice
-    in such a run ("no, no"), longer n-grams once. Repeats followed by other words ("words words words
-    and ...") are speech, not a loop, and are kept.
+    hypothesis ends (the token budget or the window cut it, maybe mid-copy, maybe with a stray last
+    word: "Fail better Fail better ... Better"). One word may occur twice in a row ("no, no"), longer
+    n-grams once. Repeats followed by other words ("words words words and ...") are speech, not a
+    loop, unless `anywhere` (for a hypothesis known to be degenerate, e.g. one that hit its token
+    budget): then the first surplus repeat anywhere counts.
     """
     keys = _keys(words)
     for start in range(len(keys)):
@@ -81,8 +83,7 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12) -> int | None:
             reps = 1
             while keys[start + reps * n: start + (reps + 1) * n] == gram:
                 reps += 1
-            rest = keys[start + reps * n:]
-            if reps > allowed and rest == gram[: len(rest)]:
+            if reps > allowed and (anywhere or len(keys) - (start + reps * n) < n):  # a stray partial copy at most
                 return start + allowed * n
     return None
 
@@ -135,11 +136,13 @@ class LocalAgreement:
                     return tail[n:]
         return tail
 
-    def insert(self, hypothesis: Sequence[Word], allow_commit: bool = True) -> list[Word]:
+    def insert(self, hypothesis: Sequence[Word], allow_commit: bool = True,
+               commit_before_s: float | None = None) -> list[Word]:
         """Feed the hypothesis for the whole window; returns the words newly committed (maybe none).
 
         `allow_commit=False` records the hypothesis for later agreement without committing (a window
-        still too short to be trusted)."""
+        still too short to be trusted). Words ending after `commit_before_s` are not committed yet: a
+        word at the very end of the window may be cut off ("ecclesia|stical") in every pass."""
         tail = self._split_tail(hypothesis)
         keys = _keys(tail)
         self._tails.append(keys)
@@ -148,6 +151,9 @@ class LocalAgreement:
         if len(self._tails) < self.agreement_n or not allow_commit:
             return []
         k = _common_prefix(self._tails)
+        if commit_before_s is not None:
+            while k > 0 and tail[k - 1].end_s > commit_before_s:
+                k -= 1
         if k == 0:
             return []
         new = tail[:k]

@@ -73,6 +73,15 @@ class StreamingConfig:
     min_commit_window_ms: int = 1500
     """No word is committed while the window is shorter: Whisper misreads the first words of a very
     short window ("Ask" -> "S") consistently enough for two passes to agree on it."""
+    min_encode_ms: int = 8000
+    """Shorter windows are padded with silence to this length before encoding. Whisper on a trimmed
+    encoder falls into repetition loops on very short inputs (11 of 27 test windows under 3 s loop
+    unpadded, 2 padded to 8 s), and loops cost more tokens than the padding costs encoder time."""
+    final_beam_size: int = 1
+    """Beam width of the pass that finalizes a segment at a VAD endpoint; 1 reuses the last partial
+    pass when it heard the whole segment (no extra compute: the final comes at once)."""
+    commit_guard_ms: int = 300
+    """Words ending this close to the window's end are not committed yet (they may be cut off)."""
     prompt_chars: int = 160
     """How much of the stream's final text conditions the next pass."""
     no_speech_threshold: float = 0.6
@@ -90,13 +99,15 @@ class StreamingConfig:
     def __post_init__(self) -> None:
         if self.partial_interval_ms < 20:
             raise ConfigError("partial_interval_ms must be at least 20")
+        if not 0 <= self.min_encode_ms <= 30000:
+            raise ConfigError("min_encode_ms must be within [0, 30000]")
         if not 0 < self.min_window_ms <= self.trim_window_ms <= self.max_window_ms <= 30000:
             raise ConfigError("need 0 < min_window_ms <= trim_window_ms <= max_window_ms <= 30000 (Whisper's window)")
-        if self.agreement_n < 1:
-            raise ConfigError("agreement_n must be >= 1")
+        if self.agreement_n < 1 or self.final_beam_size < 1:
+            raise ConfigError("agreement_n and final_beam_size must be >= 1")
         if self.max_tokens_per_s <= 0:
             raise ConfigError("max_tokens_per_s must be > 0")
-        if self.prompt_chars < 0 or self.max_lag_ms <= 0 or self.quiet_after_speech_ms < 0:
+        if self.prompt_chars < 0 or self.max_lag_ms <= 0 or self.quiet_after_speech_ms < 0 or self.commit_guard_ms < 0:
             raise ConfigError("prompt_chars and quiet_after_speech_ms must be >= 0, max_lag_ms > 0")
 
 
@@ -157,7 +168,22 @@ class _AudioBuffer:
 
 
 def _words_text(words: Sequence[Word]) -> str:
-    return " ".join(w.text.strip() for w in words if w.text.strip())
+    """Words joined as Whisper spelled them: a word without a leading space attaches ("527" "-66")."""
+    return " ".join("".join(w.text for w in words).split())
+
+
+def _complete_words(text: str, words: Sequence[Word], content_s: float) -> list[Word]:
+    """The segment's words, with any trailing words of `text` that the word alignment left out
+    appended (evenly timed up to the window's content end). The alignment of the recognizer in use
+    drops the last word when the text does not end in punctuation; this keeps the text whole."""
+    got = "".join(w.text for w in words).split()
+    want = text.split()
+    if len(got) >= len(want) or want[: len(got)] != got:
+        return list(words)
+    missing = want[len(got):]
+    t0 = words[-1].end_s if words else 0.0
+    step = max(0.0, min(0.4, (content_s - t0) / len(missing)))
+    return [*words, *(Word(" " + m, t0 + i * step, t0 + (i + 1) * step, 0.5) for i, m in enumerate(missing))]
 
 
 def _ms_to_samples(ms: float) -> int:
@@ -271,6 +297,11 @@ class StreamingRecognizer:
         """True while partials are thinned out to keep up."""
         return self._degraded
 
+    def warm_up(self) -> None:
+        """Run one pass on silence so onnxruntime's first-call setup is not charged to the first caption."""
+        self.recognizer.transcribe_window(np.zeros(max(_ms_to_samples(self.config.min_encode_ms), SAMPLE_RATE_HZ),
+                                                   np.float32), options=self.decode_options)
+
     # ----------------------------------------------------------------- compute
     def decode(self) -> list[Caption]:
         """Run VAD over new audio, end or cut segments, run a partial pass when due; captions in order."""
@@ -373,33 +404,39 @@ class StreamingRecognizer:
                   "falling behind: thinning partials" if degraded else "caught up", lag_s=lag_s,
                   interval_ms=interval_ms, skipped_partials=self.skipped_partials)
 
-    def _transcribe(self, start: int, end: int) -> Hypothesis:
+    def _transcribe(self, start: int, end: int, beam_size: int = 1) -> Hypothesis:
         audio = self._audio.view(start, end)
         cfg = self.config
+        pad = _ms_to_samples(cfg.min_encode_ms) - len(audio)
+        if pad > 0:
+            audio = np.concatenate([audio, np.zeros(pad, np.float32)])
         prompt = self._final_text[-cfg.prompt_chars:].strip() if cfg.prompt_chars else ""
-        options = replace(self.decode_options,
-                          max_new_tokens=8 + math.ceil(cfg.max_tokens_per_s * len(audio) / SAMPLE_RATE_HZ))
+        options = replace(self.decode_options, beam_size=max(beam_size, self.decode_options.beam_size),
+                          max_new_tokens=8 + math.ceil(cfg.max_tokens_per_s * (end - start) / SAMPLE_RATE_HZ))
         t0 = self.clock.now_ns()
         result = self.recognizer.transcribe_window(audio, prompt=prompt or None, options=options)
         compute_s = (self.clock.now_ns() - t0) / 1e9
         self.passes += 1
-        offset, end_s = start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ
-        words: list[Word] = []
-        for seg in result.segments:
-            for w in seg.words:
-                if w.text.strip():
-                    s = min(offset + w.start_s, end_s)
-                    words.append(Word(w.text, s, min(max(offset + w.end_s, s), end_s), w.probability))
-        loop = repetition_start(words)
-        return Hypothesis(tuple(words if loop is None else words[:loop]), end, compute_s)
+        offset, content_s = start / SAMPLE_RATE_HZ, (end - start) / SAMPLE_RATE_HZ
+        raw = [w for seg in result.segments for w in _complete_words(seg.text, seg.words, content_s) if w.text.strip()]
+        capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
+        loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
+        words = tuple(
+            Word(w.text, offset + w.start_s, offset + min(max(w.end_s, w.start_s), content_s), w.probability)
+            for w in raw[:loop]
+            if w.start_s < content_s - 0.1  # a word placed in the silence padding was never said
+        )
+        return Hypothesis(words, end, compute_s)
 
     def _partial_pass(self) -> list[Caption]:
         assert self._window_start is not None
         hyp = self._transcribe(self._window_start, self._audio.end)
         self._pass_s = hyp.compute_s if self._pass_s == 0 else 0.7 * self._pass_s + 0.3 * hyp.compute_s
         self._last_pass = hyp
-        long_enough = hyp.end_sample - self._window_start >= _ms_to_samples(self.config.min_commit_window_ms)
-        new = self._stab.insert(hyp.words, allow_commit=long_enough)
+        cfg = self.config
+        long_enough = hyp.end_sample - self._window_start >= _ms_to_samples(cfg.min_commit_window_ms)
+        new = self._stab.insert(hyp.words, allow_commit=long_enough,
+                                commit_before_s=(hyp.end_sample - _ms_to_samples(cfg.commit_guard_ms)) / SAMPLE_RATE_HZ)
         out: list[Caption] = []
         if new:
             out.append(self._caption(self._stab.committed, Stability.STABLE, hyp.end_sample))
@@ -440,11 +477,12 @@ class StreamingRecognizer:
         if start is None:
             return []
         last = self._last_pass
+        cfg = self.config
         heard_all = last is not None and last.end_sample >= min(end_sample, self._last_voiced_end)
-        if last is not None and heard_all:
+        if last is not None and heard_all and cfg.final_beam_size == 1:
             words = self._stab.finish(last.words)
-        elif end_sample - start >= _ms_to_samples(self.config.min_window_ms) // 2:
-            words = self._stab.finish(self._transcribe(start, end_sample).words)
+        elif end_sample - start >= _ms_to_samples(cfg.min_window_ms) // 2:
+            words = self._stab.finish(self._transcribe(start, end_sample, cfg.final_beam_size).words)
         else:
             words = self._stab.finish(None)
         self._window_start = None

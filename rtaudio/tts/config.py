@@ -23,6 +23,9 @@ class SynthesisConfig:
     """Duration-predictor noise (voice default 0.8): variation in rhythm; 0 = deterministic."""
     seed: int | None = None
     """Seed for both noises; None draws fresh randomness per call."""
+    eager_first_clause_ids: int = 200
+    """A first sentence longer than this many phoneme ids (~17 words) speaks its first clause (up to
+    , ; :) as a separate utterance, so audio starts sooner; 0 = always whole sentences."""
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.speed <= 4.0:
@@ -31,6 +34,8 @@ class SynthesisConfig:
             raise ConfigError(f"volume must be within 0..4, got {self.volume}")
         if not 0.0 <= self.sentence_pause_ms <= 10_000:
             raise ConfigError(f"sentence_pause_ms must be within 0..10000, got {self.sentence_pause_ms}")
+        if self.eager_first_clause_ids < 0:
+            raise ConfigError("eager_first_clause_ids must be >= 0")
         for name in ("noise_scale", "noise_w"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 2.0:

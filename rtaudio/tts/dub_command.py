@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from rtaudio.io.files import read_audio, write_audio
     from rtaudio.modelstore import ensure_model
     from rtaudio.tts.config import SynthesisConfig
-    from rtaudio.tts.dub import DubConfig, Dubber, mix_under, read_subtitles
+    from rtaudio.tts.dub import Dubber, DubConfig, mix_under, read_subtitles
     from rtaudio.tts.voice import PiperVoice
 
     try:

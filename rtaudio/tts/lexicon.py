@@ -15,8 +15,8 @@ TITLES = {"mr": "Mister", "mrs": "Missus", "ms": "Miz", "prof": "Professor", "sr
 ABBREVIATIONS = {"etc": "et cetera", "vs": "versus", "approx": "approximately", "dept": "department",
                  "est": "established", "inc": "incorporated", "ltd": "limited", "corp": "corporation",
                  "co": "company", "ave": "avenue", "blvd": "boulevard", "rd": "road", "ln": "lane",
-                 "mt": "mount", "ft": "fort", "univ": "university", "assn": "association", "min": "minutes",
-                 "max": "maximum", "fig": "figure", "vol": "volume", "ch": "chapter", "p": "page",
+                 "mt": "mount", "ft": "fort", "univ": "university", "assn": "association",
+                 "fig": "figure", "vol": "volume", "ch": "chapter", "p": "page",
                  "pp": "pages", "no": "number", "nos": "numbers", "tel": "telephone", "misc": "miscellaneous"}
 # Dotted Latin abbreviations, matched case-insensitively with their dots.
 DOTTED = {"e.g.": "for example", "i.e.": "that is", "a.m.": "AM", "p.m.": "PM", "a.k.a.": "also known as",
@@ -24,7 +24,7 @@ DOTTED = {"e.g.": "for example", "i.e.": "that is", "a.m.": "AM", "p.m.": "PM", 
           "b.c.": "BC", "a.d.": "ay dee"}
 # Letter names, so that a spelled letter is never read as a word ("A" -> the article).
 LETTERS = dict(zip("abcdefghijklmnopqrstuvwxyz", ("ay bee see dee ee ef gee aitch eye jay kay el em en oh pee cue ar "
-                                                  "ess tee you vee double-you ex why zee").split()))
+                                                  "ess tee you vee double-you ex why zee").split(), strict=True))
 
 # unit symbol -> (singular, plural); only read as a unit right after a number.
 UNITS = {

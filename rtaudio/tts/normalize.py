@@ -50,9 +50,15 @@ _UNICODE_MAP = {"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2
                 "\u00ad": "", "\u200b": "", "\ufeff": ""}
 
 
+_VULGAR = re.compile(r"(\d)?([" + "".join(lx.FRACTIONS) + "])")
+
+
+def _vulgar(m: re.Match[str]) -> str:
+    return (m[1] + " and " if m[1] else "") + lx.FRACTIONS[m[2]]
+
+
 def _clean_unicode(text: str) -> str:
-    for frac, words in lx.FRACTIONS.items():
-        text = re.sub(rf"(\d)?{frac}", lambda m, w=words: (m.group(1) + " and " if m.group(1) else "") + w, text)
+    text = _VULGAR.sub(_vulgar, text)
     text = re.sub(r"(\d)\s*\u2013\s*(\d)", r"\1 to \2", text)  # en dash in a range
     text = text.replace("\u2013", " - ")
     text = "".join(_UNICODE_MAP.get(c, c) for c in text)
@@ -281,11 +287,35 @@ def _numbers(text: str) -> str:
     return re.sub(_NUM, lambda m: _number_words(m.group()), text)
 
 
+# -- roman numerals after names ("Elizabeth II", "World War II") ------------------------------------
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50}
+_ROMAN = re.compile(r"\b([A-Z][a-z]+) ((?:X{0,3})(?:IX|IV|V?I{0,3}))\b(?!['\w])")
+_COUNTED = {"War", "Chapter", "Part", "Volume", "Book", "Act", "Phase", "Level", "Type", "Class", "Stage", "Round",
+            "Apollo", "Gemini", "Vatican", "Episode", "Season", "Article", "Title", "Section", "Unit", "Grade"}
+
+
+def _roman_value(numeral: str) -> int:
+    total = 0
+    for a, b in zip(numeral, numeral[1:] + " ", strict=True):
+        v = _ROMAN_VALUES[a]
+        total += -v if b != " " and _ROMAN_VALUES[b] > v else v
+    return total
+
+
+def _roman(m: re.Match[str]) -> str:
+    word, numeral = m[1], m[2]
+    if len(numeral) < 2 and numeral not in ("V",):  # a lone I or X is a word or a letter
+        return m.group()
+    n = _roman_value(numeral)
+    return f"{word} {cardinal(n)}" if word in _COUNTED else f"{word} the {ordinal(n)}"
+
+
 # -- abbreviations and symbols ----------------------------------------------------------------------
 _DOTTED = re.compile("|".join(re.escape(k) for k in sorted(lx.DOTTED, key=len, reverse=True)), re.IGNORECASE)
 _TITLE = re.compile(r"\b(?:(" + "|".join(lx.TITLES) + r")\.|(mr|mrs|ms))(?=\s+[A-Z])", re.IGNORECASE)
 _DR_ST = re.compile(r"\b(Dr|St)\.(?=\s|$)")
 _NUMERIC_ABBR = {"no", "nos", "p", "pp", "ch", "fig", "vol", "tel"}
+_NEVER_END = _NUMERIC_ABBR | {"vs", "approx", "est"}
 _ABBR = re.compile(r"\b(" + "|".join(lx.ABBREVIATIONS) + r")\.", re.IGNORECASE)
 _INITIALS = re.compile(r"\b((?:[A-Z]\.){2,})")
 _INITIAL = re.compile(r"(?<![\w.])([A-Z])\.(?=\s+[A-Z](?:\.|[a-z]))")
@@ -313,7 +343,7 @@ def _abbreviations(text: str) -> str:
             return m.group()
         if m[1][0].islower() and key in {"co", "ave", "blvd", "rd", "ln", "mt", "ft", "est", "inc"}:
             return m.group()
-        return lx.ABBREVIATIONS[key] + ("." if _ends_sentence(m.string, m.end()) and key not in _NUMERIC_ABBR
+        return lx.ABBREVIATIONS[key] + ("." if _ends_sentence(m.string, m.end()) and key not in _NEVER_END
                                         else "")
 
     text = _ABBR.sub(abbr, text)
@@ -369,7 +399,7 @@ def _is_latin(c: str) -> bool:
 
 
 _PASSES: tuple[Callable[[str], str], ...] = (_urls, lambda t: _MONEY.sub(_money, t), _dates, _times,
-                                             _abbreviations, _numbers, _symbols)
+                                             _abbreviations, lambda t: _ROMAN.sub(_roman, t), _numbers, _symbols)
 
 
 def normalize_text(text: str) -> str:

@@ -1,0 +1,241 @@
+"""Hundreds of live caption streams on one GPU: real speech at real-time pace through the batch scheduler.
+
+Each simulated session plays recordings from the dev set (cycled, 1 s apart) into its own `BatchStream`;
+every tick the `BatchRunner` scores new audio with a batched Silero VAD and decodes the most overdue
+windows as one fp16 batch on the GPU (`BatchedWhisper`). Reported per N: partial latency (end of a word in
+the audio -> first caption showing it; word times from an offline pass of our recognizer), final latency
+(last word of a segment -> its final), decode lateness, batch sizes; plus streaming WER with one session
+per recording. A session "stays real time" when p99 partial latency < 1 s and lateness does not grow.
+
+Runs where the inputs packed by `tools/gpu_pack.py` are (default `.gpu/`), e.g. on the lent H100:
+    python -m bench.gpu_streams --streams 100 200 400 600 --duration-s 30 --wer
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import rtaudio_models  # noqa: F401
+except ImportError:  # a bare checkout on a GPU host: models/ is the rtaudio_models package
+    sys.modules["rtaudio_models"] = importlib.import_module("models")
+
+from rtaudio.stt.batch_runner import BatchedVad, BatchRunner
+from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, BatchStreamConfig
+from rtaudio.stt.stabilizer import normalize_word
+from rtaudio.stt.textnorm import normalize_english
+from rtaudio.stt.tokenizer import WhisperTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 16000
+
+
+def build_engine(pack: Path, model: str, device: str):  # type: ignore[no-untyped-def]
+    import torch
+
+    from rtaudio_models.whisper.batched import BatchedWhisper, load_compact, mel_filters_torch
+
+    folder = pack / model
+    info = json.loads((folder / "whisper.json").read_text())
+    whisper = load_compact(folder, device)
+    tok = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
+    start = tok.sot_sequence("en" if tok.multilingual else None, "transcribe") + [tok.no_timestamps]
+    suppress = list(info["suppress_ids"]) + list(range(tok.eot + 1, info["dims"]["n_vocab"]))
+    engine = BatchedWhisper(whisper, mel_filters_torch(info["dims"]["n_mels"]), start, tok.eot, suppress,
+                            info["suppress_ids_begin"], device=device,
+                            dtype=torch.float16 if device.startswith("cuda") else torch.float32)
+    return engine, tok
+
+
+@dataclass
+class Session:
+    stream: BatchStream
+    start_wall: float
+    audio: np.ndarray
+    files: list[tuple[str, float]]  # (file, stream offset s)
+    fed: int = 0
+    captions: list[tuple[float, object]] = field(default_factory=list)
+
+
+def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_s: float, gap_s: float = 1.0
+               ) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    parts, files, t, i = [], [], 0.0, first
+    gap = np.zeros(int(gap_s * SR), dtype=np.float32)
+    while t < min_s:
+        name = names[i % len(names)]
+        x = speech[name].astype(np.float32) / 32767
+        files.append((name, t))
+        parts += [x, gap]
+        t += (len(x) + len(gap)) / SR
+        i += 1
+    return np.concatenate(parts), files
+
+
+def run(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
+        duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False) -> dict:
+    runner = BatchRunner(engine, tok.decode, BatchedVad(vad_path, threads=4), BatchScheduler(max_batch))
+    t0 = time.monotonic() + 0.5
+    sessions = []
+    for i in range(n):
+        if one_file_each:
+            x = speech[names[i]].astype(np.float32) / 32767
+            audio = np.concatenate([x, np.zeros(2 * SR, np.float32)])
+            files = [(names[i], 0.0)]
+        else:
+            audio, files = make_audio(names, speech, i * 7, duration_s + 2)
+        start = t0 + (i % 25) * 0.04
+        s = Session(BatchStream(i, config, origin_s=start), start, audio, files)
+        runner.add(s.stream)
+        sessions.append(s)
+    end_wall = t0 + duration_s
+    ticks = []
+    while True:
+        now = time.monotonic()
+        if now >= end_wall:
+            break
+        for s in sessions:
+            target = min(len(s.audio), int((now - s.start_wall) * SR))
+            if target > s.fed:
+                s.stream.accept(s.audio[s.fed:target])
+                s.fed = target
+        t_tick = time.monotonic()
+        caps, rep = runner.tick(now)
+        done = time.monotonic()
+        ticks.append((done - t_tick, rep.batch_size, rep.waiting, rep.worst_lateness_s))
+        for sid, cap in caps:
+            sessions[sid].captions.append((done, cap))
+        if rep.batch_size == 0:
+            time.sleep(0.005)
+    return {"sessions": sessions, "ticks": ticks, "t0": t0, "duration_s": duration_s}
+
+
+def latencies(result: dict, refs: dict) -> dict:
+    partial, final, missed, total = [], [], 0, 0
+    horizon = result["t0"] + result["duration_s"] - 2.0
+    for s in result["sessions"]:
+        ref_words = []  # (key, start_s, end_s) in stream time
+        for name, offset in s.files:
+            for text, ws, we in refs[name].get("words", []):
+                if normalize_word(text):
+                    ref_words.append((normalize_word(text), offset + ws, offset + we))
+        shown = [None] * len(ref_words)
+        for emit, cap in s.captions:
+            lo, hi = cap.start_s - 0.5, cap.end_s + 0.5
+            idx = [k for k, (_, ws, we) in enumerate(ref_words) if we >= lo and ws <= hi]
+            keys = [normalize_word(w) for w in cap.text.split()]
+            sm = difflib.SequenceMatcher(a=[ref_words[k][0] for k in idx], b=keys, autojunk=False)
+            matched = []
+            for block in sm.get_matching_blocks():
+                for j in range(block.size):
+                    k = idx[block.a + j]
+                    matched.append(k)
+                    if shown[k] is None:
+                        shown[k] = emit
+            if cap.is_final and matched:
+                final.append(emit - (s.start_wall + max(ref_words[k][2] for k in matched)))
+        for k, (_, _, we) in enumerate(ref_words):
+            if s.start_wall + we + 1.0 > horizon:
+                continue
+            total += 1
+            if shown[k] is None:
+                missed += 1
+            else:
+                partial.append(shown[k] - (s.start_wall + we))
+
+    def pct(xs: list[float], q: float) -> float:
+        return float(np.percentile(xs, q)) if xs else float("nan")
+
+    return {"partial_p50_s": pct(partial, 50), "partial_p95_s": pct(partial, 95), "partial_p99_s": pct(partial, 99),
+            "final_p50_s": pct(final, 50), "final_p95_s": pct(final, 95), "words": total,
+            "words_never_shown": missed}
+
+
+def word_errors(ref: str, hyp: str) -> tuple[int, int]:
+    r, h = normalize_english(ref).split(), normalize_english(hyp).split()
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev, d[j] = d[j], cur
+    return d[len(h)], len(r)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pack", type=Path, default=REPO / ".gpu")
+    ap.add_argument("--model", default="whisper-tiny.en")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200, 400])
+    ap.add_argument("--duration-s", type=float, default=30.0)
+    ap.add_argument("--partial-interval-ms", type=float, default=400.0)
+    ap.add_argument("--max-batch", type=int, default=1024)
+    ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
+    ap.add_argument("--limit-files", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_streams.json")
+    args = ap.parse_args()
+
+    import torch
+
+    engine, tok = build_engine(args.pack, args.model, args.device)
+    speech = dict(np.load(args.pack / "speech.npz"))
+    refs = json.loads((args.pack / "refs.json").read_text())
+    names = sorted(speech)[: args.limit_files or None]
+    config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms)
+    vad = args.pack / "silero_vad.onnx"
+    engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8)  # warm-up: kernels, allocator
+    gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
+    rows = []
+    print(f"{args.model} on {gpu}; partial every {args.partial_interval_ms:.0f} ms; {args.duration_s:.0f} s per run")
+    print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
+          f"{'late end':>8} {'real time':>9}")
+    for n in args.streams:
+        res = run(engine, tok, vad, speech, names, n, args.duration_s, config, args.max_batch)
+        lat = latencies(res, refs)
+        ticks = np.array(res["ticks"])
+        busy = ticks[ticks[:, 1] > 0]
+        tail = ticks[len(ticks) * 3 // 4:]
+        row = {"streams": n, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
+               "tick_p50_ms": float(np.median(busy[:, 0]) * 1000) if len(busy) else 0.0,
+               "lateness_end_s": float(tail[:, 3].max()) if len(tail) else 0.0}
+        row["real_time"] = bool(row["partial_p99_s"] < 1.0 and row["lateness_end_s"] < 1.0)
+        rows.append(row)
+        print(f"{n:>7} {row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
+              f"{row['final_p50_s']:7.2f} {row['words_never_shown']:>3}/{row['words']:<4} {row['mean_batch']:6.1f} "
+              f"{row['tick_p50_ms']:8.1f} {row['lateness_end_s']:8.2f} {str(row['real_time']):>9}", flush=True)
+    report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms, "runs": rows}
+    if args.wer:
+        longest = max(len(speech[n_]) for n_ in names) / SR
+        res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch, one_file_each=True)
+        errors = words = errors_no_an4 = words_no_an4 = 0
+        for s in res["sessions"]:
+            name = s.files[0][0]
+            hyp = " ".join(c.text for _, c in s.captions if c.is_final)
+            e, w = word_errors(refs[name]["transcript"], hyp)
+            errors, words = errors + e, words + w
+            if not name.startswith("an4_"):
+                errors_no_an4, words_no_an4 = errors_no_an4 + e, words_no_an4 + w
+        report["wer"] = {"streams": len(names), "wer": errors / words, "wer_without_an4": errors_no_an4 / words_no_an4,
+                         **latencies(res, refs)}
+        print(f"streaming WER, {len(names)} sessions at once: {100 * errors / words:.2f}% "
+              f"(without AN4 {100 * errors_no_an4 / words_no_an4:.2f}%)")
+    best = max((r["streams"] for r in rows if r["real_time"]), default=0)
+    report["max_real_time_streams"] = best
+    print(f"largest N in real time: {best}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

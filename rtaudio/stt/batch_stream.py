@@ -1,0 +1,167 @@
+"""Live streams served by a batching backend (GPU): per-stream state without model calls, plus the scheduler.
+
+`BatchStream` holds one stream's audio, VAD segmentation and caption stabilization; it never runs a model.
+Instead it offers a `WindowRequest` when a partial is due or a segment has ended, and takes the resulting
+words back in `apply`. `BatchScheduler` picks which due streams go into the next batch: the most overdue
+first, at most `max_batch`, finals before partials at equal lateness, so under load every stream's lag
+grows evenly and nobody starves. Both are pure and unit-tested on CPU; the GPU engine only sees arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtaudio.errors import ConfigError
+from rtaudio.frames import Caption, Stability, Word
+from rtaudio.stt.stabilizer import LocalAgreement, repetition_start
+from rtaudio.stt.vad import FRAME_SAMPLES, SpeechEnded, SpeechStarted, VadConfig, VadSegmenter
+
+SAMPLE_RATE_HZ = 16000
+KEEP_BACK_SAMPLES = SAMPLE_RATE_HZ  # the VAD may open a segment up to ~0.4 s before its current frame
+
+
+@dataclass(frozen=True)
+class BatchStreamConfig:
+    partial_interval_ms: float = 400.0
+    """New audio between two partial decodes of a stream."""
+    max_segment_s: float = 14.0
+    """A segment this long without a pause is closed as final (keeps windows short and bounded)."""
+    vad: VadConfig = field(default_factory=lambda: VadConfig(min_silence_ms=400, speech_pad_ms=160))
+
+    def __post_init__(self) -> None:
+        if self.partial_interval_ms < 50 or self.max_segment_s < 2:
+            raise ConfigError("partial_interval_ms must be >= 50 and max_segment_s >= 2")
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    stream_id: int
+    start_sample: int
+    end_sample: int
+    final: bool
+    due_s: float
+    """Clock time (s) by which this decode should have happened; the scheduler serves the smallest first."""
+
+
+class BatchStream:
+    """One live stream: `accept(samples)`, `accept_vad(probs)`, `request()`, then `apply(req, text)`."""
+
+    def __init__(self, stream_id: int, config: BatchStreamConfig | None = None, origin_s: float = 0.0) -> None:
+        self.id = stream_id
+        self.origin_s = origin_s
+        """Clock time at which sample 0 of this stream arrived: puts all streams' deadlines on one timeline."""
+        self.config = config or BatchStreamConfig()
+        self.vad = VadSegmenter(self.config.vad)
+        self.agreement = LocalAgreement()
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._audio_start = 0  # stream sample of self._audio[0]
+        self.written = 0
+        self.segment_id = 0
+        self._seg_start: int | None = None
+        self._last_decoded_end = 0
+        self._pending_finals: list[tuple[int, int]] = []
+        self._partial_samples = int(self.config.partial_interval_ms * SAMPLE_RATE_HZ / 1000)
+
+    def accept(self, samples: np.ndarray) -> None:
+        self._audio = np.concatenate([self._audio, samples.astype(np.float32, copy=False)])
+        self.written += len(samples)
+
+    def vad_frames_due(self) -> int:
+        """Whole 32 ms frames written but not yet scored by the VAD."""
+        return self.written // FRAME_SAMPLES - self.vad.position_sample // FRAME_SAMPLES
+
+    def frame(self, index: int) -> np.ndarray:
+        """Samples of VAD frame `index` (512 samples) as a view."""
+        a = index * FRAME_SAMPLES - self._audio_start
+        return self._audio[a: a + FRAME_SAMPLES]
+
+    def accept_vad(self, probs: np.ndarray) -> None:
+        for event in self.vad.push(probs):
+            if isinstance(event, SpeechStarted):
+                self._seg_start = event.start_sample
+                self._last_decoded_end = event.start_sample
+            elif isinstance(event, SpeechEnded) and self._seg_start is not None:
+                self._pending_finals.append((self._seg_start, event.end_sample))
+                self._seg_start = None
+        if self._seg_start is not None:
+            limit = int(self.config.max_segment_s * SAMPLE_RATE_HZ)
+            if self.vad.position_sample - self._seg_start >= limit:
+                end = self.vad.position_sample
+                self._pending_finals.append((self._seg_start, end))
+                self._seg_start = end
+                self._last_decoded_end = end
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop audio no decode can need any more: bounded memory through hours of silence."""
+        needed = [s for s, _ in self._pending_finals]
+        if self._seg_start is not None:
+            needed.append(self._seg_start)
+        keep_from = min([*needed, self.vad.position_sample - KEEP_BACK_SAMPLES])
+        cut = keep_from - self._audio_start
+        if cut > SAMPLE_RATE_HZ:  # trim in steps of >= 1 s so copies stay rare
+            self._audio = self._audio[cut:].copy()
+            self._audio_start += cut
+
+    def request(self) -> WindowRequest | None:
+        """The decode this stream needs next, if any (finals first)."""
+        if self._pending_finals:
+            start, end = self._pending_finals[0]
+            return WindowRequest(self.id, start, end, True, self.origin_s + end / SAMPLE_RATE_HZ)
+        if self._seg_start is None:
+            return None
+        due = self._last_decoded_end + self._partial_samples
+        end = self.vad.position_sample
+        if end < due:
+            return None
+        return WindowRequest(self.id, self._seg_start, end, False, self.origin_s + due / SAMPLE_RATE_HZ)
+
+    def window(self, req: WindowRequest) -> np.ndarray:
+        return self._audio[req.start_sample - self._audio_start: req.end_sample - self._audio_start]
+
+    def apply(self, req: WindowRequest, text: str) -> list[Caption]:
+        """Words decoded for `req` -> captions (a FINAL closes the segment; otherwise committed + PARTIAL)."""
+        words = _words(text, req.start_sample, req.end_sample)
+        loop = repetition_start(words)
+        if loop is not None:
+            words = words[:loop]
+        if req.final:
+            self._pending_finals.pop(0)
+            final_words = self.agreement.finish(words)
+            self.agreement.reset()
+            cap = Caption(" ".join(w.text for w in final_words), req.start_sample, req.end_sample, Stability.FINAL,
+                          self.segment_id, SAMPLE_RATE_HZ, tuple(final_words))
+            self.segment_id += 1
+            self._trim()
+            return [cap] if cap.text else []
+        self._last_decoded_end = req.end_sample
+        self.agreement.insert(words)
+        shown = list(self.agreement.committed) + list(self.agreement.tail)
+        if not shown:
+            return []
+        return [Caption(" ".join(w.text for w in shown), req.start_sample, req.end_sample, Stability.PARTIAL,
+                        self.segment_id, SAMPLE_RATE_HZ, tuple(shown))]
+
+def _words(text: str, start: int, end: int) -> list[Word]:
+    """Spread words evenly over the window: the batched path decodes without timestamps."""
+    parts = text.split()
+    if not parts:
+        return []
+    t0, t1 = start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ
+    step = (t1 - t0) / len(parts)
+    return [Word(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(parts)]
+
+
+class BatchScheduler:
+    """Chooses the next batch among due requests: most overdue first, finals first on ties."""
+
+    def __init__(self, max_batch: int = 512) -> None:
+        if max_batch < 1:
+            raise ConfigError("max_batch must be >= 1")
+        self.max_batch = max_batch
+
+    def pick(self, requests: list[WindowRequest]) -> list[WindowRequest]:
+        ordered = sorted(requests, key=lambda r: (r.due_s, not r.final, r.stream_id))
+        return ordered[: self.max_batch]
