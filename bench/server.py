@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
           f"streams on {cores} idle cores")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "command": "bench/server.py " + " ".join(argv if argv is not None else []),
+        "command": "bench/server.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_1m": os.getloadavg()[0]},
         "model": "whisper-tiny.en", "budget_ms": args.budget_ms, "final_within_s": args.final_within_s,

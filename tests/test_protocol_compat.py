@@ -138,6 +138,27 @@ def test_realtime_item_lifecycle_from_vad_and_captions() -> None:
     assert committed["previous_item_id"] == item and committed["item_id"] != item
 
 
+def test_realtime_commit_of_silence_still_completes_an_item() -> None:
+    p = realtime()
+    out(p)
+    silence = base64.b64encode(np.zeros(2400, "<i2").tobytes()).decode()
+    p.receive_message(json.dumps({"type": "input_audio_buffer.append", "audio": silence}))
+    p.receive_message(json.dumps({"type": "input_audio_buffer.commit"}))
+    p.send_flushed("commit")  # the flush produced no caption
+    committed, completed = out(p)
+    assert committed["type"] == "input_audio_buffer.committed"
+    assert completed["type"] == "conversation.item.input_audio_transcription.completed"
+    assert completed["transcript"] == "" and completed["item_id"] == committed["item_id"]
+    # a commit whose flush did produce a final is answered once, by that final
+    p.receive_message(json.dumps({"type": "input_audio_buffer.append", "audio": silence}))
+    p.receive_message(json.dumps({"type": "input_audio_buffer.commit"}))
+    p.send_caption(cap("Yes.", Stability.FINAL, seg=4), TIMING)
+    p.send_flushed("commit")
+    assert [e["type"] for e in out(p)] == ["conversation.item.input_audio_transcription.delta",
+                                           "input_audio_buffer.committed",
+                                           "conversation.item.input_audio_transcription.completed"]
+
+
 # -- Deepgram -------------------------------------------------------------------------------------------
 def deepgram(query: dict[str, str]) -> DeepgramProtocol:
     p = DeepgramProtocol(ServerLimits(), FakeClock(), query=query, wall_clock=lambda: 1_700_000_000.0)

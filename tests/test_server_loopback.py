@@ -293,3 +293,16 @@ def test_tls_and_session_limit(tmp_path: Path) -> None:
         health = json.loads(urllib.request.urlopen(srv.url + "/healthz", context=ctx, timeout=10).read())
     assert started == "session.started" and refused.startswith("503 over_capacity")
     assert health["status"] == "ok"
+
+
+def test_foreign_web_pages_are_refused(server: BackgroundServer) -> None:
+    async def connect(origin: str) -> str:
+        try:
+            async with websockets.connect(url(server) + f"?token={TOKEN}", origin=origin):  # type: ignore[arg-type]
+                return "open"
+        except websockets.InvalidStatus as e:
+            return str(e.response.status_code)
+
+    own = server.url  # the page the server itself serves
+    assert asyncio.run(connect(own)) == "open"
+    assert asyncio.run(connect("https://evil.example")) == "403"

@@ -109,6 +109,7 @@ def test_repetition_start() -> None:
     loop = W("and so my fellow Americans. And so my fellow Americans. And so my fellow")
     assert repetition_start(loop) == 5
     assert repetition_start(W("Fail better Fail better Fail better Better")) == 2
+    assert repetition_start(W("try again fail again fail better")) is None
     # repeats followed by other words are speech, not a loop
     assert repetition_start(W("some more words words words words and that")) is None
     assert repetition_start(W("Fail again Fail again Fail Fail Fail"), anywhere=True) == 2

@@ -4,6 +4,8 @@ silence, prompts, errors and the `rtaudio transcribe` command."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +181,17 @@ def test_transcribe_command_rejects_unreadable_files(tmp_path: Path, capsys: pyt
         transcribe_file(recognizer, fake)
     assert cli_main(["transcribe", str(tmp_path / "missing.flac"), "--no-progress"]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_transcribes_video_through_ffmpeg(recognizer: WhisperRecognizer, speech_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    src = speech_dir / "librispeech_1988-24833-0000.flac"
+    video = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=64x64:r=10", "-i", str(src),
+                    "-shortest", "-c:v", "libx264", "-c:a", "aac", "-ar", "44100", str(video)], check=True)
+    assert cli_main(["transcribe", str(video), "--beam-size", "1", "--no-progress"]) == 0
+    assert "kittens" in capsys.readouterr().out.lower()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg on PATH any more
+    assert cli_main(["transcribe", str(video), "--no-progress"]) == 1
+    assert "ffmpeg" in capsys.readouterr().err.lower()

@@ -55,12 +55,14 @@ def main() -> int:
     np.savez(args.out / "speech.npz", **audio)
     refs: dict[str, dict] = {r[0]: {"transcript": r[2]} for r in rows}
     if not args.skip_words:
+        from rtaudio.stt.decoding import DecodeOptions
         from rtaudio.stt.recognizer import WhisperRecognizer
 
         rec = WhisperRecognizer.load(args.model)
         with Progress("offline word times", len(rows)) as bar:
             for r in rows:
-                t = rec.transcribe(audio[r[0]].astype(np.float32) / 32767)
+                t = rec.transcribe(audio[r[0]].astype(np.float32) / 32767,
+                                   DecodeOptions(word_timestamps=True, beam_size=1, best_of=1))
                 refs[r[0]]["words"] = [[w.text, round(w.start_s, 3), round(w.end_s, 3)] for w in t.words]
                 refs[r[0]]["offline"] = t.text
                 bar.update(1)

@@ -27,6 +27,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, n_state: int, n_head: int) -> None:
         super().__init__()
         self.n_head = n_head
+        self.head_dim = n_state // n_head
         self.query = nn.Linear(n_state, n_state)
         self.key = nn.Linear(n_state, n_state, bias=False)
         self.value = nn.Linear(n_state, n_state)
@@ -34,14 +35,12 @@ class MultiHeadAttention(nn.Module):
         self.scale = (n_state // n_head) ** -0.5
 
     def heads(self, x: Tensor) -> Tensor:
-        """(B, L, D) -> (B, H, L, Dh)."""
-        b, length, d = x.shape
-        return x.view(b, length, self.n_head, d // self.n_head).transpose(1, 2)
+        """(B, L, D) -> (B, H, L, Dh). (unflatten/flatten keep the exported graph free of shape arithmetic.)"""
+        return x.unflatten(2, (self.n_head, self.head_dim)).transpose(1, 2)
 
     def merge(self, x: Tensor) -> Tensor:
         """(B, H, L, Dh) -> (B, L, D)."""
-        b, h, length, dh = x.shape
-        return x.transpose(1, 2).reshape(b, length, h * dh)
+        return x.transpose(1, 2).flatten(2)
 
     def forward(self, x: Tensor) -> Tensor:
         """Full self-attention without a mask (the encoder)."""

@@ -164,6 +164,14 @@ class Server:
             if task is not None:
                 self._connections.discard(task)
 
+    def _origin_allowed(self, req: HttpRequest) -> bool:
+        """Browsers send Origin: allow the server's own page and the configured origins only."""
+        origin = req.headers.get("origin")
+        if origin is None or "*" in self.config.allowed_origins or origin in self.config.allowed_origins:
+            return True
+        host = req.headers.get("host", "")
+        return origin in (f"http://{host}", f"https://{host}")
+
     def _authorized(self, req: HttpRequest) -> bool:
         if self.config.token is None:
             return True
@@ -192,6 +200,8 @@ class Server:
             refusal = (404, ProtocolError(f"no websocket endpoint at {req.path}; try {', '.join(WEBSOCKET_ROUTES)}"))
         elif not self._authorized(req):
             refusal = (401, AuthError("missing or wrong token"))
+        elif not self._origin_allowed(req):
+            refusal = (403, AuthError(f"origin {req.headers.get('origin')!r} not allowed (see --allow-origin)"))
         elif self._closing:
             refusal = (503, CapacityError("server is shutting down"))
         elif len(self.sessions) >= self.config.limits.max_sessions:
@@ -319,6 +329,8 @@ class Server:
                 await self._respond(writer, error_response(405, "protocol_error", f"{path} takes POST"), path)
             elif not self._authorized(req):
                 await self._respond(writer, error_response(401, "unauthorized", "missing or wrong token"), path)
+            elif not self._origin_allowed(req):
+                await self._respond(writer, error_response(403, "unauthorized", "origin not allowed"), path)
             else:
                 try:
                     await self._read_body(req, reader)

@@ -32,6 +32,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"concurrent websocket sessions (default {lim.max_sessions})")
     parser.add_argument("--idle-timeout", type=float, default=lim.idle_timeout_s, metavar="S",
                         help=f"close sessions silent for this long (default {lim.idle_timeout_s:g} s)")
+    parser.add_argument("--allow-origin", action="append", dest="origins", metavar="URL",
+                        help="a web page origin (https://example.org) allowed to use the server, besides its own "
+                             "page; '*' allows any (repeatable)")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve https/wss with this certificate chain")
     parser.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
 
@@ -41,7 +44,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     limits = ServerLimits(max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout)
     return ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_certfile=args.tls_cert,
                         tls_keyfile=args.tls_key, decode_workers=args.decode_workers,
-                        models=tuple(args.models or d.models), voices=tuple(args.voices or d.voices), limits=limits)
+                        models=tuple(args.models or d.models), voices=tuple(args.voices or d.voices), limits=limits,
+                        allowed_origins=tuple(args.origins or ()))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

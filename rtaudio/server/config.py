@@ -208,6 +208,9 @@ class ServerConfig:
     port: int = 8765
     token: str | None = None
     """If set, every websocket and /v1 request must present it (Bearer header, `token` query, or subprotocol)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser pages (Origin header) allowed besides the server's own page; "*" allows any. Clients
+    that send no Origin (not browsers) are unaffected. Stops other web sites from using the server."""
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     decode_workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))

@@ -60,6 +60,7 @@ class RealtimeProtocol(Wire):
         self._previous: str | None = None  # last committed item
         self._audio_in_buffer = False
         self._prompt = ""
+        self._commits_pending = 0  # commits not yet answered by a completed item
 
     # -- input -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,6 +107,7 @@ class RealtimeProtocol(Wire):
             self._ensure_started()
             if not self._audio_in_buffer and self._current is None:
                 raise EmptyAudioError("input audio buffer is empty; nothing to commit")
+            self._commits_pending += 1
             self._emit(Flush("commit"))
         elif kind == "input_audio_buffer.clear":
             self._ensure_started()
@@ -208,8 +210,20 @@ class RealtimeProtocol(Wire):
                              usage={"type": "duration", "seconds": round(caption.end_s - caption.start_s, 3)})
             self._previous = item
             self._audio_in_buffer = False
+            self._commits_pending = max(0, self._commits_pending - 1)
             if self._current == item:
                 self._current = None
+
+    def send_flushed(self, reason: str) -> None:
+        """A commit that produced no caption (silence) still gets its item, with an empty transcript."""
+        if reason != "commit" or self._commits_pending == 0:
+            return
+        self._commits_pending -= 1
+        item, self._open_item = self._open_item or "item_" + secrets.token_hex(8), None
+        self._send_event("input_audio_buffer.committed", previous_item_id=self._previous, item_id=item)
+        self._send_event("conversation.item.input_audio_transcription.completed", item_id=item, content_index=0,
+                         transcript="", usage={"type": "duration", "seconds": 0.0})
+        self._previous, self._current, self._audio_in_buffer = item, None, False
 
     def send_cleared(self) -> None:
         self._audio_in_buffer = False

@@ -7,6 +7,7 @@ are reordered.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from collections.abc import Sequence
@@ -164,7 +165,7 @@ class WindowDecoder:
             if not self._needs_fallback(result, options):
                 break
         assert result is not None  # temperatures is non-empty (validated)
-        return Hypothesis(**{**result.__dict__, "language_probs": language_probs})
+        return dataclasses.replace(result, language_probs=language_probs)
 
     def initial_tokens(self, options: DecodeOptions, prompt_tokens: Sequence[int],
                        language: str | None) -> tuple[list[int], list[int]]:

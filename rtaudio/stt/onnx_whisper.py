@@ -85,22 +85,27 @@ def empty_cache(dims: WhisperDims, batch: int) -> list[np.ndarray]:
 class OnnxWhisper:
     """Encoder and decoder-step sessions (thread-safe: onnxruntime sessions may run concurrently)."""
 
-    def __init__(self, folder: Path, precision: str = "int8", threads: int = 2, spin: bool = True) -> None:
+    def __init__(self, folder: Path, precision: str = "int8", threads: int = 2, spin: bool = True,
+                 decoder_threads: int | None = None) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         import onnxruntime as ort
 
         self.info = WhisperModelInfo.load(folder)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+
+        def options(n_threads: int) -> ort.SessionOptions:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = n_threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            return opts
+
         files = self.info.files[precision]
         try:
-            self._encoder = ort.InferenceSession(str(folder / files["encoder"]), opts,
+            self._encoder = ort.InferenceSession(str(folder / files["encoder"]), options(threads),
                                                  providers=["CPUExecutionProvider"])
-            self._decoder = ort.InferenceSession(str(folder / files["decoder"]), opts,
+            self._decoder = ort.InferenceSession(str(folder / files["decoder"]), options(decoder_threads or threads),
                                                  providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load Whisper ONNX graphs from {folder}: {e}") from e

@@ -9,7 +9,7 @@ repetition loops and early stops.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from rtaudio.dsp.mel import HOP_SAMPLES, SAMPLE_RATE_HZ, log_mel_spectrogram
 from rtaudio.errors import AudioError, ConfigError, EmptyAudioError
+from rtaudio.frames import Word
 from rtaudio.stt.alignment import align_tokens, to_words
 from rtaudio.stt.decoding import DecodeOptions, Hypothesis, WindowDecoder
 from rtaudio.stt.onnx_whisper import PRECISIONS, OnnxWhisper, WhisperBackend
@@ -35,7 +36,9 @@ class RecognizerConfig:
     precision: str = "int8"
     """"int8" (weight MatMuls quantized) or "fp32"."""
     threads: int = 2
-    """onnxruntime intra-op threads per session call."""
+    """onnxruntime intra-op threads of the encoder (one large call per window)."""
+    decoder_threads: int = 1
+    """Threads of the decoder step: its many small ops lose more to thread hand-offs than they gain."""
     spin: bool = True
     """Let onnxruntime threads spin between calls (lower latency, burns idle CPU)."""
     trailing_pad_s: float = 5.0
@@ -50,8 +53,8 @@ class RecognizerConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.threads < 1:
-            raise ConfigError("threads must be >= 1")
+        if self.threads < 1 or self.decoder_threads < 1:
+            raise ConfigError("threads and decoder_threads must be >= 1")
         if not 0 <= self.trailing_pad_s <= WINDOW_S:
             raise ConfigError("trailing_pad_s must be within [0, 30]")
         if not 0 <= self.min_window_s <= WINDOW_S:
@@ -130,7 +133,7 @@ class WhisperRecognizer:
     def from_folder(cls, folder: Path, config: RecognizerConfig | None = None,
                     name: str = "whisper") -> WhisperRecognizer:
         config = config or RecognizerConfig()
-        backend = OnnxWhisper(folder, config.precision, config.threads, config.spin)
+        backend = OnnxWhisper(folder, config.precision, config.threads, config.spin, config.decoder_threads)
         tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json", backend.info.dims.n_vocab)
         return cls(backend, tokenizer, config, name)
 
@@ -206,7 +209,7 @@ class WhisperRecognizer:
         return options.logprob_threshold is None or hyp.avg_logprob <= options.logprob_threshold
 
     def _words(self, cross: list[np.ndarray], hyp: Hypothesis, pieces: list[tuple[float, float, list[int]]],
-               n_frames: int, options: DecodeOptions) -> list[list]:
+               n_frames: int, options: DecodeOptions) -> list[list[Word]]:
         if not options.word_timestamps:
             return [[] for _ in pieces]
         eot = self.tokenizer.eot
@@ -215,7 +218,7 @@ class WhisperRecognizer:
         sot_seq = self.tokenizer.sot_sequence(hyp.language, options.task)
         words = align_tokens(self.backend, self.tokenizer, cross, sot_seq, text_tokens, logprobs, n_frames,
                              hyp.language)
-        out: list[list] = []
+        out: list[list[Word]] = []
         k = 0
         for _, _, toks in pieces:  # hand words to segments in token order
             n_text = sum(1 for t in toks if t < eot)
@@ -228,15 +231,14 @@ class WhisperRecognizer:
         return out
 
     # -- long form ---------------------------------------------------------------------------
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions | None = None, prompt: str | None = None,
-                   on_progress: Callable[[float], None] | None = None) -> Transcript:
-        """A whole recording (any length) -> Transcript with absolute times; see LongFormTranscriber."""
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions | None = None,
+                   prompt: str | None = None) -> Transcript:
+        """A whole recording in memory (any length) -> Transcript with absolute times. For files at
+        constant memory see rtaudio.stt.transcribe.transcribe_file (same LongFormTranscriber)."""
         from rtaudio.stt.longform import LongFormTranscriber
 
         audio = _check_audio(audio, None)
         lf = LongFormTranscriber(self, options or DecodeOptions(), prompt)
         lf.push(audio)
         lf.flush()
-        if on_progress:
-            on_progress(audio.size / SAMPLE_RATE_HZ)
         return lf.result()

@@ -83,7 +83,10 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
             reps = 1
             while keys[start + reps * n: start + (reps + 1) * n] == gram:
                 reps += 1
-            if reps > allowed and (anywhere or len(keys) - (start + reps * n) < n):  # a stray partial copy at most
+            rest = keys[start + reps * n:]
+            # to the end: nothing, a partial copy, or (after many copies) a stray word may follow
+            to_end = rest == gram[: len(rest)] or (reps > allowed + 1 and len(rest) < n)
+            if reps > allowed and (anywhere or to_end):
                 return start + allowed * n
     return None
 
@@ -105,10 +108,11 @@ class LocalAgreement:
         self.max_overlap_words = max_overlap_words
         self.reset()
 
-    def reset(self) -> None:
-        """Forget everything (a new speech segment after silence)."""
+    def reset(self, anchor: Sequence[Word] = ()) -> None:
+        """Forget everything (a new speech segment). `anchor`: the words finalized just before the new
+        window's audio, whose echo at the window start is dropped (as after `pop_committed`)."""
         self._committed: list[Word] = []
-        self._anchor: list[Word] = []  # last words handed over by pop_committed, to drop their echo
+        self._anchor: list[Word] = list(anchor)[-self.max_overlap_words:]  # echo candidates
         self._tails: list[list[str]] = []  # keys of recent uncommitted tails, oldest first
         self._tail: list[Word] = []
 

@@ -53,6 +53,7 @@ from rtaudio.stt.vad import (
 
 SAMPLE_RATE_HZ = 16000
 FINAL_TEXT_CHARS = 2000
+FINAL_WORDS = 200
 log = get_logger("stt.streaming")
 
 
@@ -80,6 +81,9 @@ class StreamingConfig:
     final_beam_size: int = 1
     """Beam width of the pass that finalizes a segment at a VAD endpoint; 1 reuses the last partial
     pass when it heard the whole segment (no extra compute: the final comes at once)."""
+    context_ms: int = 4000
+    """Audio before the window (already final) that each pass hears again for context; its words
+    are recognized but dropped (by time), so a short segment is not decoded in isolation."""
     commit_guard_ms: int = 300
     """Words ending this close to the window's end are not committed yet (they may be cut off)."""
     prompt_chars: int = 160
@@ -107,8 +111,8 @@ class StreamingConfig:
             raise ConfigError("agreement_n and final_beam_size must be >= 1")
         if self.max_tokens_per_s <= 0:
             raise ConfigError("max_tokens_per_s must be > 0")
-        if self.prompt_chars < 0 or self.max_lag_ms <= 0 or self.quiet_after_speech_ms < 0 or self.commit_guard_ms < 0:
-            raise ConfigError("prompt_chars and quiet_after_speech_ms must be >= 0, max_lag_ms > 0")
+        if min(self.prompt_chars, self.quiet_after_speech_ms, self.commit_guard_ms, self.context_ms) < 0 or self.max_lag_ms <= 0:
+            raise ConfigError("prompt_chars, quiet_after_speech_ms, commit_guard_ms, context_ms must be >= 0; max_lag_ms > 0")
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,7 @@ class StreamingRecognizer:
         self._last_pass: Hypothesis | None = None
         self._last_voiced_end = 0
         self._final_text = ""
+        self._final_words: list[Word] = []  # recent final words (stream times): context echo and prompt
         self._degraded = False
         self._lag_avg_s = 0.0  # moving average of the output lag
         self._pass_s = 0.0  # moving average of a partial pass' compute time
@@ -363,7 +368,8 @@ class StreamingRecognizer:
 
     def _open_segment(self, start_sample: int) -> None:
         self._window_start = max(start_sample, self._audio.start)
-        self._stab.reset()
+        context_s = (self._window_start - _ms_to_samples(self.config.context_ms)) / SAMPLE_RATE_HZ
+        self._stab.reset(anchor=[w for w in self._final_words if w.end_s > context_s])
         self._last_pass = None
 
     def _interval_s(self) -> float:
@@ -405,26 +411,30 @@ class StreamingRecognizer:
                   interval_ms=interval_ms, skipped_partials=self.skipped_partials)
 
     def _transcribe(self, start: int, end: int, beam_size: int = 1) -> Hypothesis:
-        audio = self._audio.view(start, end)
+        """One pass over the window [start, end) heard after up to `context_ms` of earlier audio."""
         cfg = self.config
+        ctx = max(start - _ms_to_samples(cfg.context_ms), self._audio.start, 0)
+        audio = self._audio.view(ctx, end)
         pad = _ms_to_samples(cfg.min_encode_ms) - len(audio)
         if pad > 0:
             audio = np.concatenate([audio, np.zeros(pad, np.float32)])
-        prompt = self._final_text[-cfg.prompt_chars:].strip() if cfg.prompt_chars else ""
+        ctx_s, start_s, content_s = ctx / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ, (end - ctx) / SAMPLE_RATE_HZ
+        prompt = _words_text([w for w in self._final_words if w.end_s <= ctx_s + 0.1])[-cfg.prompt_chars:].strip()
         options = replace(self.decode_options, beam_size=max(beam_size, self.decode_options.beam_size),
-                          max_new_tokens=8 + math.ceil(cfg.max_tokens_per_s * (end - start) / SAMPLE_RATE_HZ))
+                          max_new_tokens=8 + math.ceil(cfg.max_tokens_per_s * content_s))
         t0 = self.clock.now_ns()
         result = self.recognizer.transcribe_window(audio, prompt=prompt or None, options=options)
         compute_s = (self.clock.now_ns() - t0) / 1e9
         self.passes += 1
-        offset, content_s = start / SAMPLE_RATE_HZ, (end - start) / SAMPLE_RATE_HZ
         raw = [w for seg in result.segments for w in _complete_words(seg.text, seg.words, content_s) if w.text.strip()]
         capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
         loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
         words = tuple(
-            Word(w.text, offset + w.start_s, offset + min(max(w.end_s, w.start_s), content_s), w.probability)
+            Word(w.text, ctx_s + w.start_s, ctx_s + min(max(w.end_s, w.start_s), content_s), w.probability)
             for w in raw[:loop]
             if w.start_s < content_s - 0.1  # a word placed in the silence padding was never said
+            and ctx_s + w.end_s > start_s + 0.05  # a word of the context is already final (word starts
+            # after a pause are unreliable, the alignment stretches them back over the pause; ends are not)
         )
         return Hypothesis(words, end, compute_s)
 
@@ -498,6 +508,7 @@ class StreamingRecognizer:
         text = _words_text(words)
         if text:
             self._final_text = f"{self._final_text} {text}".strip()[-FINAL_TEXT_CHARS:]
+            self._final_words = [*self._final_words, *words][-FINAL_WORDS:]
 
     def _caption(self, words: Sequence[Word], stability: Stability, end_sample: int,
                  start: int | None = None) -> Caption:
@@ -514,6 +525,7 @@ class StreamingRecognizer:
         keep = self._vad.frames_done * FRAME_SAMPLES - SAMPLE_RATE_HZ * 2  # room for the VAD's start pad
         if self._window_start is not None:
             keep = min(keep, self._window_start)
+        keep -= _ms_to_samples(self.config.context_ms)
         self._audio.drop_before(keep)
         i = bisect.bisect_left(self._arrivals, (keep, 0))
         if i > 64:
