@@ -43,7 +43,7 @@ from rtaudio.stt.pacing import VirtualClock, play  # noqa: E402
 from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer  # noqa: E402
 from rtaudio.stt.stabilizer import normalize_word  # noqa: E402
 from rtaudio.stt.streaming import SAMPLE_RATE_HZ, StreamingConfig, StreamingRecognizer  # noqa: E402
-from rtaudio.stt.vad import SileroVadModel, SpeechEnded  # noqa: E402
+from rtaudio.stt.vad import SileroVadModel, SpeechEnded, VadConfig  # noqa: E402
 from tools.wer import as_json, format_table, read_manifest, score, speech_dir  # noqa: E402
 
 
@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trim-window-ms", type=int, default=StreamingConfig.trim_window_ms)
     p.add_argument("--min-encode-ms", type=int, default=StreamingConfig.min_encode_ms)
     p.add_argument("--final-beam", type=int, default=StreamingConfig.final_beam_size)
+    p.add_argument("--context-ms", type=int, default=StreamingConfig.context_ms)
+    p.add_argument("--commit-guard-ms", type=int, default=StreamingConfig.commit_guard_ms)
+    p.add_argument("--agreement-n", type=int, default=StreamingConfig.agreement_n)
+    p.add_argument("--vad-threshold", type=float, default=VadConfig.threshold)
     p.add_argument("--charge", choices=("wall", "cpu"), default="wall",
                    help="what compute costs on the virtual clock: wall time, or this process' CPU time "
                         "(approximates an idle machine when others share it; exact with --threads 1)")
@@ -177,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         utterances = utterances[: args.limit]
     config = StreamingConfig(partial_interval_ms=args.interval_ms, prompt_chars=args.prompt_chars,
                              min_window_ms=args.min_window_ms, trim_window_ms=args.trim_window_ms,
-                             min_encode_ms=args.min_encode_ms, final_beam_size=args.final_beam)
+                             min_encode_ms=args.min_encode_ms, final_beam_size=args.final_beam,
+                             context_ms=args.context_ms, commit_guard_ms=args.commit_guard_ms,
+                             agreement_n=args.agreement_n, vad=VadConfig(threshold=args.vad_threshold))
     rconf = RecognizerConfig(threads=args.threads, spin=False, trailing_pad_s=args.trailing_pad_s)
     recognizer = (WhisperRecognizer.from_folder(args.model_dir, rconf, name=args.model) if args.model_dir
                   else WhisperRecognizer.load(args.model, rconf))

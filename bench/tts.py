@@ -7,7 +7,8 @@ Latency: time to first audio (TTFA: text in -> first samples out) and real-time 
 time / audio duration) for short, medium (20 words) and long sentences; median and p90 over
 --repeats runs, ours and piper-tts interleaved so both see the same machine load. piper-tts
 (GPL, installed in .venv only as a peer for this benchmark) synthesizes a whole sentence before
-returning it; rtaudio streams chunks of the vocoder.
+returning it; rtaudio streams chunks of the vocoder ("stall": the worst wait, over the runs, that a
+player starting at the first chunk would have had for a later chunk).
 
 Intelligibility: round-trip WER - each sentence synthesized by both, resampled to 16 kHz and
 transcribed by whisper-tiny.en (faster-whisper on the cached weights; --stt rtaudio for our
@@ -49,19 +50,24 @@ CASES = {
 }
 
 
-def _ours(voice: PiperVoice, text: str) -> tuple[float, float, float]:
-    """(TTFA s, total s, audio s) for one streamed synthesis."""
+def _ours(voice: PiperVoice, text: str) -> tuple[float, float, float, float]:
+    """(TTFA s, total s, audio s, playback stall s) for one streamed synthesis; the stall is how long a
+    player that starts with the first chunk would wait for later ones."""
     t0 = time.perf_counter()
     first = None
     n = 0
+    play_until = stall = 0.0
     for chunk in voice.stream(text, SynthesisConfig(seed=0)):
+        now = time.perf_counter() - t0
         if first is None:
-            first = time.perf_counter() - t0
+            first = play_until = now
+        stall += max(0.0, now - play_until)
+        play_until = max(play_until, now) + len(chunk) / voice.sample_rate
         n += len(chunk)
-    return first or 0.0, time.perf_counter() - t0, n / voice.sample_rate
+    return first or 0.0, time.perf_counter() - t0, n / voice.sample_rate, stall
 
 
-def _theirs(voice: Any, text: str) -> tuple[float, float, float]:
+def _theirs(voice: Any, text: str) -> tuple[float, float, float, float]:
     t0 = time.perf_counter()
     first = None
     n = 0
@@ -69,14 +75,15 @@ def _theirs(voice: Any, text: str) -> tuple[float, float, float]:
         if first is None:
             first = time.perf_counter() - t0
         n += len(chunk.audio_float_array)
-    return first or 0.0, time.perf_counter() - t0, n / voice.config.sample_rate
+    return first or 0.0, time.perf_counter() - t0, n / voice.config.sample_rate, 0.0
 
 
-def _stats(runs: list[tuple[float, float, float]]) -> dict[str, float]:
+def _stats(runs: list[tuple[float, float, float, float]]) -> dict[str, float]:
     ttfa = sorted(r[0] * 1000 for r in runs)
     rtf = sorted(r[1] / r[2] for r in runs)
     return {"ttfa_ms_p50": round(statistics.median(ttfa), 1), "ttfa_ms_p90": round(ttfa[int(0.9 * (len(ttfa) - 1))], 1),
-            "rtf_p50": round(statistics.median(rtf), 3), "audio_s": round(runs[0][2], 2)}
+            "rtf_p50": round(statistics.median(rtf), 3), "audio_s": round(runs[0][2], 2),
+            "stall_ms_max": round(max(r[3] for r in runs) * 1000, 1)}
 
 
 def latency(ours: PiperVoice, theirs: Any, repeats: int) -> list[dict[str, Any]]:
@@ -173,6 +180,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-wer", action="store_true")
+    ap.add_argument("--keep-wer", action="store_true", help="with --skip-wer: keep the WER already in --json")
     ap.add_argument("--wer-limit", type=int, default=None, help="only the first N sentences")
     ap.add_argument("--stt", choices=("faster-whisper", "rtaudio"), default="faster-whisper",
                     help="recognizer for the round trip (rtaudio's WhisperRecognizer still loops on some clips)")
@@ -189,14 +197,16 @@ def main() -> None:
     rows = latency(ours, theirs, args.repeats)
     print(f"\nTime to first audio and real-time factor ({os.cpu_count()} cores, load {load_before[0]:.1f}); "
           f"median of {args.repeats}, p90 in brackets:")
-    print(f"{'case':<8} {'words':>5} {'audio s':>7} | {'rtaudio TTFA ms':>17} {'RTF':>6} | "
+    print(f"{'case':<8} {'words':>5} {'audio s':>7} | {'rtaudio TTFA ms':>17} {'RTF':>6} {'stall ms':>8} | "
           f"{'piper-tts TTFA ms':>19} {'RTF':>6} | {'TTFA x':>6}")
     for r in rows:
         o, t = r["rtaudio"], r["piper_tts"]
         print(f"{r['case']:<8} {r['words']:>5} {o['audio_s']:>7.2f} | {o['ttfa_ms_p50']:>8.1f} [{o['ttfa_ms_p90']:>6.1f}] "
-              f"{o['rtf_p50']:>6.3f} | {t['ttfa_ms_p50']:>9.1f} [{t['ttfa_ms_p90']:>7.1f}] {t['rtf_p50']:>6.3f} | "
-              f"{r['ttfa_speedup']:>6.1f}")
+              f"{o['rtf_p50']:>6.3f} {o['stall_ms_max']:>8.1f} | {t['ttfa_ms_p50']:>9.1f} [{t['ttfa_ms_p90']:>7.1f}] "
+              f"{t['rtf_p50']:>6.3f} | {r['ttfa_speedup']:>6.1f}")
     wer = None
+    if args.keep_wer and args.json.exists():
+        wer = json.loads(args.json.read_text(encoding="utf-8")).get("intelligibility")
     if not args.skip_wer:
         wer = intelligibility(ours, theirs, args.wer_limit, args.stt)
         print(f"\nRound-trip WER over {wer['sentences']} sentences ({wer['n_written_forms']} with numbers, symbols or "

@@ -20,8 +20,9 @@ from rtaudio.clock import FakeClock
 from rtaudio.errors import AudioError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption, Stability
 from rtaudio.io.files import read_audio
+from rtaudio.stt.latency_budget import BudgetEvent
 from rtaudio.stt.pacing import TimedOutput, VirtualClock, play
-from rtaudio.stt.streaming import BudgetEvent, StreamingConfig, StreamingRecognizer
+from rtaudio.stt.streaming import StreamingConfig, StreamingRecognizer
 from rtaudio.stt.textnorm import normalize_english
 from rtaudio.stt.vad import SileroVadModel, SpeechEnded, SpeechStarted, VadConfig
 

@@ -50,3 +50,19 @@ def test_say_errors(args: list[str], message: str, tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     assert main(args) == 1
     assert message in capsys.readouterr().err
+
+
+def test_stdin_pipe_is_cut_into_lines_and_sentences(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    import os
+
+    from rtaudio.tts.say_command import _texts
+
+    r, w = os.pipe()
+    data = "Café one. Café two is here\nlast line".encode()
+    os.write(w, data[:4] + data[4:5])  # "é" split across reads is decoded whole
+    os.write(w, data[5:])
+    os.close(w)
+    with os.fdopen(r, "r") as stdin:
+        monkeypatch.setattr("sys.stdin", stdin)
+        assert list(_texts(argparse.Namespace(text=None))) == ["Café one.", "Café two is here", "last line"]

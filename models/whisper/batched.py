@@ -62,8 +62,13 @@ class BatchedWhisper:
 
     def __init__(self, model: Whisper, mel_filters: np.ndarray, start_tokens: list[int], eot: int,
                  suppress_ids: list[int], suppress_begin_ids: list[int], device: str = "cuda",
-                 dtype: torch.dtype = torch.float16, pad_multiple_s: float = 1.0, tail_pad_s: float = 1.0) -> None:
+                 dtype: torch.dtype = torch.float16, pad_multiple_s: float = 1.0, tail_pad_s: float = 1.0,
+                 min_window_s: float = 8.0) -> None:
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            # cuDNN's attention builds a new graph for every new shape (each decoder step has one more key):
+            # ~5 ms of CPU per call. Flash / memory-efficient kernels have no such set-up cost.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         self.dtype = dtype if self.device.type == "cuda" else torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.filters = torch.from_numpy(mel_filters).to(self.device, torch.float32)
@@ -74,6 +79,8 @@ class BatchedWhisper:
         self.suppress_begin = torch.tensor(sorted(set(suppress_begin_ids)), device=self.device)
         self.pad_multiple = int(pad_multiple_s * SAMPLE_RATE)
         self.tail_pad = int(tail_pad_s * SAMPLE_RATE)
+        self.min_window = int(min_window_s * SAMPLE_RATE)
+        """Rows see at least this much (speech + silence): shorter windows invite loops and early stops."""
         self.max_samples = 2 * HOP * model.dims.n_audio_ctx  # 30 s
 
     def log_mel(self, audio: Tensor) -> Tensor:
@@ -89,14 +96,14 @@ class BatchedWhisper:
 
         Each row keeps `tail_pad` of silence after its audio (a window ending right at speech invites
         loops); positions past that are masked out, so a row decodes the same alone or in a batch."""
-        longest = max(len(w) for w in windows) + self.tail_pad
+        longest = max(max(len(w) for w in windows) + self.tail_pad, self.min_window)
         n = min(self.max_samples, -(-longest // self.pad_multiple) * self.pad_multiple)
         batch = np.zeros((len(windows), n), dtype=np.float32)
         valid = np.zeros(len(windows), dtype=np.int64)
         for i, w in enumerate(windows):
             w = w[-(n - min(self.tail_pad, n // 4)):]
             batch[i, : len(w)] = w
-            valid[i] = min(n, len(w) + self.tail_pad) // (2 * HOP)
+            valid[i] = min(n, max(len(w) + self.tail_pad, self.min_window)) // (2 * HOP)
         return (torch.from_numpy(batch).to(self.device, non_blocking=True),
                 torch.from_numpy(valid).to(self.device, non_blocking=True))
 

@@ -122,9 +122,14 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(logging.ERROR)  # silence "consider pre-processing" on the root logger
-    quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                     per_channel=False, extra_options={"MatMulConstBOnly": True})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic warns "consider pre-processing" on the root logger
+    try:
+        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+                         per_channel=False, extra_options={"MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
 
 
 def convert(raw_dir: Path, out_dir: Path, show_progress: bool = True) -> None:
@@ -132,8 +137,7 @@ def convert(raw_dir: Path, out_dir: Path, show_progress: bool = True) -> None:
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     raw_config = json.loads((raw_dir / "config.json").read_text())
     steps = ["read weights", "export encoder", "export decoder", "int8 encoder", "int8 decoder", "write config"]
-    with Progress("convert whisper", len(steps), unit="steps", enabled=show_progress) as bar:
-        torch.set_grad_enabled(False)
+    with Progress("convert whisper", len(steps), unit="steps", enabled=show_progress) as bar, torch.no_grad():
         model = whisper_from_ct2(read_ct2_model(model_bin_parts(raw_dir)))
         heads = [(int(layer), int(head)) for layer, head in raw_config["alignment_heads"]]
         bar.update(1)

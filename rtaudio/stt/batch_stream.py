@@ -55,8 +55,9 @@ class BatchStream:
         self.config = config or BatchStreamConfig()
         self.vad = VadSegmenter(self.config.vad)
         self.agreement = LocalAgreement()
-        self._audio = np.zeros(0, dtype=np.float32)
-        self._audio_start = 0  # stream sample of self._audio[0]
+        self._buf = np.zeros(SAMPLE_RATE_HZ * 4, dtype=np.float32)  # grows by doubling: appends are amortised O(1)
+        self._n = 0  # samples held in self._buf
+        self._audio_start = 0  # stream sample of self._buf[0]
         self.written = 0
         self.segment_id = 0
         self._seg_start: int | None = None
@@ -64,8 +65,18 @@ class BatchStream:
         self._pending_finals: list[tuple[int, int]] = []
         self._partial_samples = int(self.config.partial_interval_ms * SAMPLE_RATE_HZ / 1000)
 
+    @property
+    def _audio(self) -> np.ndarray:
+        return self._buf[: self._n]
+
     def accept(self, samples: np.ndarray) -> None:
-        self._audio = np.concatenate([self._audio, samples.astype(np.float32, copy=False)])
+        need = self._n + len(samples)
+        if need > len(self._buf):
+            grown = np.zeros(max(need, 2 * len(self._buf)), dtype=np.float32)
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+        self._buf[self._n: need] = samples
+        self._n = need
         self.written += len(samples)
 
     def vad_frames_due(self) -> int:
@@ -102,7 +113,8 @@ class BatchStream:
         keep_from = min([*needed, self.vad.position_sample - KEEP_BACK_SAMPLES])
         cut = keep_from - self._audio_start
         if cut > SAMPLE_RATE_HZ:  # trim in steps of >= 1 s so copies stay rare
-            self._audio = self._audio[cut:].copy()
+            self._buf[: self._n - cut] = self._buf[cut: self._n]
+            self._n -= cut
             self._audio_start += cut
 
     def request(self) -> WindowRequest | None:

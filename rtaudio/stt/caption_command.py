@@ -20,15 +20,10 @@ import numpy as np
 
 from rtaudio.errors import ConfigError, DeviceError
 from rtaudio.frames import Caption, Stability
+from rtaudio.stt.latency_budget import BudgetEvent
 from rtaudio.stt.live_captions import LiveCueBuilder
 from rtaudio.stt.pacing import RealTimePacer, TimedOutput, VirtualClock, play
-from rtaudio.stt.streaming import (
-    SAMPLE_RATE_HZ,
-    BudgetEvent,
-    StreamEvent,
-    StreamingConfig,
-    StreamingRecognizer,
-)
+from rtaudio.stt.streaming import SAMPLE_RATE_HZ, StreamEvent, StreamingConfig, StreamingRecognizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 
 HELP = "live captions from the microphone or a file (partials rewritten in place, finals scrolling)"

@@ -11,24 +11,25 @@
 How it works. Silero VAD gates everything: Whisper only runs inside speech segments, so silence,
 music and noise produce no text. While a segment is open, every `partial_interval_ms` of new audio
 the encoder runs on the trimmed window (the segment's audio since its start or last cut, not 30 s),
-with the stream's final text as the prompt. `LocalAgreement` commits the words on which consecutive
-hypotheses agree (emitted as STABLE captions; PARTIAL captions show committed words + unstable tail).
-A long utterance without pauses is cut at a committed word boundary once the window exceeds
-`trim_window_ms`: the committed words become a FINAL caption and the window restarts there. The
-VAD endpoint ends the segment and its FINAL follows at once (reusing the last pass when it heard
-all the speech). Captions carry `segment_id` (one per FINAL), sample times and word times.
+after a few seconds of already-final audio as acoustic context and with the earlier final text as
+the prompt (see `window_pass`: padding against loops, loop cuts, context words dropped by time).
+`LocalAgreement` commits the words on which consecutive hypotheses agree, once the window is long
+enough to trust and not at its very end (STABLE captions; PARTIAL captions show committed words +
+the unstable tail). A long utterance without pauses is cut at a committed word boundary once the
+window exceeds `trim_window_ms`: the committed words become a FINAL caption and the window restarts
+there. The VAD endpoint ends the segment and its FINAL follows at once (reusing the last pass when
+it heard all the speech). Captions carry `segment_id` (one per FINAL), sample times and word times.
+`events()` returns the VAD `SpeechStarted` / `SpeechEnded` and `BudgetEvent`s in stream order.
 
-Bounded lag: every pass is timed with the injected clock, and `accept_waveform` stamps when audio
-arrived. When the oldest unprocessed audio has waited longer than `max_lag_ms`, partial passes are
-skipped (VAD and finals still run), the cadence is stretched to the pass time and the window is
-trimmed sooner; a `BudgetEvent` reports entering and leaving that mode, `lag_s` the current delay.
+Bounded lag (`latency_budget`): every pass is timed with the injected clock and `accept_waveform`
+stamps when audio arrived; the partial cadence stretches to the pass time, partials are skipped
+while audio waits longer than `max_lag_ms`, and in the degraded mode the window is trimmed sooner.
+`lag_s` is the current output delay.
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,9 +39,9 @@ import numpy as np
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.errors import AudioError, ConfigError, SampleRateError
 from rtaudio.frames import Caption, Stability, Word
-from rtaudio.log import get_logger, log_event
 from rtaudio.stt.decoding import DecodeOptions
-from rtaudio.stt.stabilizer import LocalAgreement, repetition_start
+from rtaudio.stt.latency_budget import BudgetEvent, LatencyBudget
+from rtaudio.stt.stabilizer import LocalAgreement
 from rtaudio.stt.vad import (
     FRAME_SAMPLES,
     SileroVad,
@@ -50,11 +51,11 @@ from rtaudio.stt.vad import (
     VadConfig,
     VadSegmenter,
 )
+from rtaudio.stt.window_pass import STREAMING_DECODE, Hypothesis, WindowPass, run_pass, words_text
 
 SAMPLE_RATE_HZ = 16000
 FINAL_TEXT_CHARS = 2000
 FINAL_WORDS = 200
-log = get_logger("stt.streaming")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class StreamingConfig:
     context_ms: int = 4000
     """Audio before the window (already final) that each pass hears again for context; its words
     are recognized but dropped (by time), so a short segment is not decoded in isolation."""
+    context_words: int = 12
+    """The context starts no earlier than the last this many final words (bounds the tokens it costs)."""
     commit_guard_ms: int = 300
     """Words ending this close to the window's end are not committed yet (they may be cut off)."""
     prompt_chars: int = 160
@@ -105,41 +108,20 @@ class StreamingConfig:
             raise ConfigError("partial_interval_ms must be at least 20")
         if not 0 <= self.min_encode_ms <= 30000:
             raise ConfigError("min_encode_ms must be within [0, 30000]")
-        if not 0 < self.min_window_ms <= self.trim_window_ms <= self.max_window_ms <= 30000:
-            raise ConfigError("need 0 < min_window_ms <= trim_window_ms <= max_window_ms <= 30000 (Whisper's window)")
+        if not 0 < self.min_window_ms <= self.trim_window_ms <= self.max_window_ms <= 30000 - self.context_ms:
+            raise ConfigError("need 0 < min_window_ms <= trim_window_ms <= max_window_ms <= 30000 - context_ms "
+                              "(Whisper's window)")
         if self.agreement_n < 1 or self.final_beam_size < 1:
             raise ConfigError("agreement_n and final_beam_size must be >= 1")
         if self.max_tokens_per_s <= 0:
             raise ConfigError("max_tokens_per_s must be > 0")
-        if min(self.prompt_chars, self.quiet_after_speech_ms, self.commit_guard_ms, self.context_ms) < 0 or self.max_lag_ms <= 0:
-            raise ConfigError("prompt_chars, quiet_after_speech_ms, commit_guard_ms, context_ms must be >= 0; max_lag_ms > 0")
-
-
-@dataclass(frozen=True)
-class BudgetEvent:
-    """The stream fell behind (`degraded`) and thins out partials, or caught up again."""
-
-    degraded: bool
-    lag_s: float
-    interval_ms: int
-    skipped_partials: int
+        if min(self.prompt_chars, self.quiet_after_speech_ms, self.commit_guard_ms, self.context_ms,
+               self.context_words) < 0 or self.max_lag_ms <= 0:
+            raise ConfigError("prompt_chars, quiet_after_speech_ms, commit_guard_ms, context_ms, context_words "
+                              "must be >= 0; max_lag_ms > 0")
 
 
 StreamEvent = SpeechStarted | SpeechEnded | BudgetEvent
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """One Whisper pass over the window: words in stream seconds, up to `end_sample`."""
-
-    words: tuple[Word, ...]
-    end_sample: int
-    compute_s: float
-
-
-STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
-"""Greedy, no temperature fallback (a retry costs a whole pass; the next pass comes soon anyway),
-no timestamp tokens (word times come from the alignment heads), word times on."""
 
 
 class _AudioBuffer:
@@ -171,25 +153,6 @@ class _AudioBuffer:
             self.start += cut
 
 
-def _words_text(words: Sequence[Word]) -> str:
-    """Words joined as Whisper spelled them: a word without a leading space attaches ("527" "-66")."""
-    return " ".join("".join(w.text for w in words).split())
-
-
-def _complete_words(text: str, words: Sequence[Word], content_s: float) -> list[Word]:
-    """The segment's words, with any trailing words of `text` that the word alignment left out
-    appended (evenly timed up to the window's content end). The alignment of the recognizer in use
-    drops the last word when the text does not end in punctuation; this keeps the text whole."""
-    got = "".join(w.text for w in words).split()
-    want = text.split()
-    if len(got) >= len(want) or want[: len(got)] != got:
-        return list(words)
-    missing = want[len(got):]
-    t0 = words[-1].end_s if words else 0.0
-    step = max(0.0, min(0.4, (content_s - t0) / len(missing)))
-    return [*words, *(Word(" " + m, t0 + i * step, t0 + (i + 1) * step, 0.5) for i, m in enumerate(missing))]
-
-
 def _ms_to_samples(ms: float) -> int:
     return int(ms * SAMPLE_RATE_HZ) // 1000
 
@@ -213,6 +176,8 @@ class StreamingRecognizer:
         self._vad = SileroVad(vad_model or SileroVadModel.load())
         self._segmenter = VadSegmenter(cfg.vad)
         self._stab = LocalAgreement(cfg.agreement_n)
+        self._budget = LatencyBudget(cfg.max_lag_ms / 1000, cfg.partial_interval_ms / 1000)
+        self._pass_spec = WindowPass(cfg.min_encode_ms / 1000, cfg.max_tokens_per_s)
         self._resampler: Any = None
         self.reset()
 
@@ -233,15 +198,11 @@ class StreamingRecognizer:
         self._last_voiced_end = 0
         self._final_text = ""
         self._final_words: list[Word] = []  # recent final words (stream times): context echo and prompt
-        self._degraded = False
-        self._lag_avg_s = 0.0  # moving average of the output lag
-        self._pass_s = 0.0  # moving average of a partial pass' compute time
+        self._budget.reset()
         self.lag_s = 0.0
         """Seconds from the arrival of the newest audio a decode used to the end of that decode."""
         self.passes = 0
         """Whisper passes run (partial and final)."""
-        self.skipped_partials = 0
-        """Partial passes skipped to stay within `max_lag_ms`."""
         self._resampler = None
         self._resampler_rate = 0
 
@@ -300,7 +261,12 @@ class StreamingRecognizer:
     @property
     def degraded(self) -> bool:
         """True while partials are thinned out to keep up."""
-        return self._degraded
+        return self._budget.degraded
+
+    @property
+    def skipped_partials(self) -> int:
+        """Partial passes skipped to stay within `max_lag_ms`."""
+        return self._budget.skipped
 
     def warm_up(self) -> None:
         """Run one pass on silence so onnxruntime's first-call setup is not charged to the first caption."""
@@ -318,7 +284,8 @@ class StreamingRecognizer:
             self._flushed = True
         elif self._window_start is not None and self._partial_due(backlog_s):
             captions += self._partial_pass()
-            self._update_budget(self._waited_s(newest))
+            self._budget.observe_lag(self._waited_s(newest))
+        self._events += self._budget.events()
         self._forget_old_audio()
         if captions:
             self.lag_s = self._waited_s(newest)
@@ -372,76 +339,36 @@ class StreamingRecognizer:
         self._stab.reset(anchor=[w for w in self._final_words if w.end_s > context_s])
         self._last_pass = None
 
-    def _interval_s(self) -> float:
-        """The partial cadence, stretched to the pass time when compute cannot keep it."""
-        stretch = 1.5 if self._degraded else 1.0
-        return max(self.config.partial_interval_ms / 1000, stretch * self._pass_s)
-
     def _partial_due(self, backlog_s: float) -> bool:
         assert self._window_start is not None
         cfg = self.config
         end = self._audio.end
         since = self._last_pass.end_sample if self._last_pass else self._window_start
-        if end - since < self._interval_s() * SAMPLE_RATE_HZ or end - self._window_start < _ms_to_samples(cfg.min_window_ms):
+        if end - since < self._budget.interval_s * SAMPLE_RATE_HZ or end - self._window_start < _ms_to_samples(cfg.min_window_ms):
             return False
         if self._last_pass and since - self._last_voiced_end >= _ms_to_samples(cfg.quiet_after_speech_ms):
             return False  # the last pass already heard the speech end; only silence since
-        if backlog_s > cfg.max_lag_ms / 1000:
-            self.skipped_partials += 1  # audio is waiting: catch up on VAD and finals first
-            self._update_budget(backlog_s)
-            return False
-        return True
-
-    def _update_budget(self, lag_s: float) -> None:
-        """Track the output lag (moving average) and switch the thinned-out mode with hysteresis."""
-        self._lag_avg_s = lag_s if self._lag_avg_s == 0 else 0.7 * self._lag_avg_s + 0.3 * lag_s
-        limit = self.config.max_lag_ms / 1000
-        if self._lag_avg_s > limit and not self._degraded:
-            self._set_degraded(True)
-        elif self._lag_avg_s < limit / 2 and self._degraded:
-            self._set_degraded(False)
-
-    def _set_degraded(self, degraded: bool) -> None:
-        self._degraded = degraded
-        lag_s = round(self._lag_avg_s, 3)
-        interval_ms = int(round(1000 * self._interval_s()))
-        self._events.append(BudgetEvent(degraded, lag_s, interval_ms, self.skipped_partials))
-        log_event(log, logging.WARNING if degraded else logging.INFO,
-                  "falling behind: thinning partials" if degraded else "caught up", lag_s=lag_s,
-                  interval_ms=interval_ms, skipped_partials=self.skipped_partials)
+        return self._budget.allow_partial(backlog_s)  # audio waiting too long: catch up on VAD and finals
 
     def _transcribe(self, start: int, end: int, beam_size: int = 1) -> Hypothesis:
-        """One pass over the window [start, end) heard after up to `context_ms` of earlier audio."""
+        """One pass over the window [start, end), heard after up to `context_ms` of earlier audio
+        (no earlier than the last `context_words` final words)."""
         cfg = self.config
         ctx = max(start - _ms_to_samples(cfg.context_ms), self._audio.start, 0)
-        audio = self._audio.view(ctx, end)
-        pad = _ms_to_samples(cfg.min_encode_ms) - len(audio)
-        if pad > 0:
-            audio = np.concatenate([audio, np.zeros(pad, np.float32)])
-        ctx_s, start_s, content_s = ctx / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ, (end - ctx) / SAMPLE_RATE_HZ
-        prompt = _words_text([w for w in self._final_words if w.end_s <= ctx_s + 0.1])[-cfg.prompt_chars:].strip()
-        options = replace(self.decode_options, beam_size=max(beam_size, self.decode_options.beam_size),
-                          max_new_tokens=8 + math.ceil(cfg.max_tokens_per_s * content_s))
-        t0 = self.clock.now_ns()
-        result = self.recognizer.transcribe_window(audio, prompt=prompt or None, options=options)
-        compute_s = (self.clock.now_ns() - t0) / 1e9
+        recent = self._final_words[-cfg.context_words:] if cfg.context_words else []
+        if len(recent) == cfg.context_words and recent:
+            ctx = max(ctx, min(start, int(recent[0].start_s * SAMPLE_RATE_HZ)))
+        prompt = words_text([w for w in self._final_words if w.end_s * SAMPLE_RATE_HZ <= ctx + 1600])
+        options = replace(self.decode_options, beam_size=max(beam_size, self.decode_options.beam_size))
         self.passes += 1
-        raw = [w for seg in result.segments for w in _complete_words(seg.text, seg.words, content_s) if w.text.strip()]
-        capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
-        loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
-        words = tuple(
-            Word(w.text, ctx_s + w.start_s, ctx_s + min(max(w.end_s, w.start_s), content_s), w.probability)
-            for w in raw[:loop]
-            if w.start_s < content_s - 0.1  # a word placed in the silence padding was never said
-            and ctx_s + w.end_s > start_s + 0.05  # a word of the context is already final (word starts
-            # after a pause are unreliable, the alignment stretches them back over the pause; ends are not)
-        )
-        return Hypothesis(words, end, compute_s)
+        return run_pass(self.recognizer, self._audio.view(ctx, end), ctx, start, end,
+                        prompt[-cfg.prompt_chars:].strip() if cfg.prompt_chars else "", options, self._pass_spec,
+                        self.clock.now_ns)
 
     def _partial_pass(self) -> list[Caption]:
         assert self._window_start is not None
         hyp = self._transcribe(self._window_start, self._audio.end)
-        self._pass_s = hyp.compute_s if self._pass_s == 0 else 0.7 * self._pass_s + 0.3 * hyp.compute_s
+        self._budget.observe_pass(hyp.compute_s)
         self._last_pass = hyp
         cfg = self.config
         long_enough = hyp.end_sample - self._window_start >= _ms_to_samples(cfg.min_commit_window_ms)
@@ -465,7 +392,7 @@ class StreamingRecognizer:
             forced = [w for w in self._stab.tail if w.end_s <= old_s]
             if forced:
                 self._stab.commit(len(forced))
-        trim_ms = cfg.trim_window_ms // 2 if self._degraded else cfg.trim_window_ms
+        trim_ms = cfg.trim_window_ms // 2 if self._budget.degraded else cfg.trim_window_ms
         committed = self._stab.committed
         if length <= _ms_to_samples(max(trim_ms, cfg.min_window_ms)) or not committed:
             return []
@@ -505,7 +432,7 @@ class StreamingRecognizer:
         return [final]
 
     def _remember_final(self, words: Sequence[Word]) -> None:
-        text = _words_text(words)
+        text = words_text(words)
         if text:
             self._final_text = f"{self._final_text} {text}".strip()[-FINAL_TEXT_CHARS:]
             self._final_words = [*self._final_words, *words][-FINAL_WORDS:]
@@ -517,7 +444,7 @@ class StreamingRecognizer:
         if words:
             start = max(start, int(round(words[0].start_s * SAMPLE_RATE_HZ)))
             end_sample = min(end_sample, int(round(words[-1].end_s * SAMPLE_RATE_HZ)))
-        return Caption(text=_words_text(words), start_sample=start, end_sample=max(end_sample, start),
+        return Caption(text=words_text(words), start_sample=start, end_sample=max(end_sample, start),
                        stability=stability, segment_id=self._segment_id, sample_rate=SAMPLE_RATE_HZ,
                        words=tuple(words))
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -14,6 +17,7 @@ from rtaudio.clock import SystemClock
 from rtaudio.errors import ConfigError, TextError
 from rtaudio.log import get_logger, log_event
 from rtaudio.tts.config import SynthesisConfig
+from rtaudio.tts.splitter import SentenceSplitter
 
 if TYPE_CHECKING:
     from rtaudio.tts.voice import PiperVoice
@@ -23,7 +27,8 @@ log = get_logger("tts.say")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("text", nargs="?", help="text or SSML (<speak>...) to say; read from stdin line by line if omitted")
+    p.add_argument("text", nargs="?", help="text or SSML (<speak>...) to say; if omitted, stdin is read as it "
+                   "arrives and each line (or sentence of a long line) is spoken as soon as it is complete")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", help="write audio to this file (.wav, .flac, ...)")
     out.add_argument("--play", action="store_true", help="play on the default speaker as it is synthesized")
@@ -35,15 +40,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed the voice's noise for repeatable output")
 
 
+def _stdin_fragments() -> Iterator[str]:
+    """Text from stdin as it arrives: whatever a pipe holds (tokens from an LLM), else line by line."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        yield from sys.stdin
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while data := os.read(fd, 4096):
+        yield decoder.decode(data)
+    yield decoder.decode(b"", final=True)
+
+
 def _texts(args: argparse.Namespace) -> Iterator[str]:
+    """The argument, or stdin cut into pieces to speak: each line, and long lines at sentence ends."""
     if args.text is not None:
         yield args.text
         return
     if sys.stdin.isatty():
         print("reading text from stdin, one line at a time (Ctrl-D to end)", file=sys.stderr)
-    for line in sys.stdin:
-        if line.strip():
-            yield line
+    splitter = SentenceSplitter()
+    for fragment in _stdin_fragments():
+        yield from splitter.push(fragment)
+    yield from splitter.flush()
 
 
 def _audio(voice: PiperVoice, texts: Iterable[str], config: SynthesisConfig,
@@ -74,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     voice = PiperVoice.load(args.voice)
     rate = args.rate or voice.sample_rate
     resampler = Resampler(voice.sample_rate, rate) if rate != voice.sample_rate else None
-    texts: Iterable[str] = [args.text] if args.text is not None else _texts(args)
+    texts: Iterable[str] = _texts(args)
     clock = SystemClock()
     t0 = clock.now_s()
     first_s: float | None = None

@@ -45,7 +45,10 @@ class ChunkedVocoder:
             end = min(n_frames, start + size)
             need = min(n_frames, end + s.decoder_context_frames)
             if need > z_ready:
-                target = need if z_ready == 0 else min(n_frames, need + s.flow_lookahead_frames)
+                # run ahead by up to the next chunk's size: not at all for the first chunk (latency),
+                # little while chunks are small (the audio buffered is small too), fully later
+                ahead = 0 if z_ready == 0 else min(s.flow_lookahead_frames, 2 * size)
+                target = min(n_frames, need + ahead)
                 lo, hi = max(0, z_ready - s.flow_context_frames), min(n_frames, target + s.flow_context_frames)
                 out = self.flow(np.ascontiguousarray(z_p[:, :, lo:hi]))
                 z[:, :, z_ready:target] = out[:, :, z_ready - lo:target - lo]

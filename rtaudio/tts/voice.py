@@ -176,9 +176,12 @@ class PiperVoice:
         return self._run_decoder(self._run_flow(z_p))
 
     def warm_up(self) -> None:
-        """One tiny run through every part, so the first real request pays no start-up cost."""
-        z_p = self.latents((1, 0, 20, 0, 2), SynthesisConfig(noise_scale=0.0, noise_w=0.0), np.random.default_rng(0))
-        for _ in self.vocoder.render(np.repeat(z_p, 4, axis=2)):
+        """One sentence-sized run through every part, so the first request pays no start-up cost
+        (kernel set-up, memory arena growth)."""
+        pad = self.info.phoneme_id_map["_"][0]
+        ids = [self.info.phoneme_id_map["^"][0]] + [20, pad] * 60 + [self.info.phoneme_id_map["$"][0]]
+        z_p = self.latents(ids, SynthesisConfig(noise_scale=0.0, noise_w=0.0), np.random.default_rng(0))
+        for _ in self.vocoder.render(z_p[:, :, :96]):
             pass
 
     # -- public synthesis ------------------------------------------------------------------------------

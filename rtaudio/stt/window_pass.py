@@ -1,0 +1,92 @@
+"""One Whisper pass over a live window: audio in stream time -> the words said in it, cleaned for streaming.
+
+The window [start, end) is decoded after some earlier (already final) audio, the context, and is
+padded with silence to a minimum length; then what Whisper says is checked before it is trusted:
+- a decoding loop is cut (`repetition_start`; anywhere when the pass ran out of its token budget);
+- words placed in the silence padding were never said, and words of the context are already final;
+- words the alignment left out at the end of the text are put back (see `complete_words`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from rtaudio.frames import Word
+from rtaudio.stt.decoding import DecodeOptions
+from rtaudio.stt.stabilizer import repetition_start
+
+SAMPLE_RATE_HZ = 16000
+
+STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
+"""Greedy, no temperature fallback (a retry costs a whole pass; the next pass comes soon anyway),
+no timestamp tokens (word times come from the alignment heads), word times on."""
+
+
+@dataclass(frozen=True)
+class WindowPass:
+    """How a window is decoded (from `StreamingConfig`)."""
+
+    min_encode_s: float
+    """Windows shorter than this are padded with silence (short inputs make Whisper loop)."""
+    max_tokens_per_s: float
+    """Token budget: 8 + this * seconds of audio decoded."""
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One pass over the window: words in stream seconds, heard up to `end_sample`."""
+
+    words: tuple[Word, ...]
+    end_sample: int
+    compute_s: float
+
+
+def words_text(words: Sequence[Word]) -> str:
+    """Words joined as Whisper spelled them: a word without a leading space attaches ("527" "-66")."""
+    return " ".join("".join(w.text for w in words).split())
+
+
+def complete_words(text: str, words: Sequence[Word], content_s: float) -> list[Word]:
+    """A segment's words, with trailing words of `text` that the word alignment left out appended
+    (evenly timed up to the content end). The recognizer's alignment currently drops the last word
+    when the text does not end in punctuation; this keeps the text whole either way."""
+    got = "".join(w.text for w in words).split()
+    want = text.split()
+    if len(got) >= len(want) or want[: len(got)] != got:
+        return list(words)
+    missing = want[len(got):]
+    t0 = words[-1].end_s if words else 0.0
+    step = max(0.0, min(0.4, (content_s - t0) / len(missing)))
+    return [*words, *(Word(" " + m, t0 + i * step, t0 + (i + 1) * step, 0.5) for i, m in enumerate(missing))]
+
+
+def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, end: int, prompt: str,
+             options: DecodeOptions, spec: WindowPass, clock_ns: Any) -> Hypothesis:
+    """Decode window [start, end) of the stream; `audio` holds stream samples from `audio_start` (which is
+    <= start: the context) to `end`. `clock_ns()` times the pass."""
+    content_s = len(audio) / SAMPLE_RATE_HZ
+    pad = int(spec.min_encode_s * SAMPLE_RATE_HZ) - len(audio)
+    if pad > 0:
+        audio = np.concatenate([audio, np.zeros(pad, np.float32)])
+    options = replace(options, max_new_tokens=8 + math.ceil(spec.max_tokens_per_s * content_s))
+    t0 = clock_ns()
+    result = recognizer.transcribe_window(audio, prompt=prompt or None, options=options)
+    compute_s = (clock_ns() - t0) / 1e9
+    raw = [w for seg in result.segments for w in complete_words(seg.text, seg.words, content_s) if w.text.strip()]
+    capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
+    loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
+    offset_s, start_s = audio_start / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ
+    words = tuple(
+        Word(w.text, offset_s + w.start_s, offset_s + min(max(w.end_s, w.start_s), content_s), w.probability)
+        for w in raw[:loop]
+        if w.start_s < content_s - 0.1  # a word placed in the silence padding was never said
+        # a word of the context is already final. Its end decides: the alignment stretches a word
+        # that follows a pause back over the pause, so starts are unreliable there; ends are not
+        and offset_s + w.end_s > start_s + 0.05
+    )
+    return Hypothesis(words, end, compute_s)
