@@ -35,26 +35,33 @@ from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, BatchStreamCon
 from rtaudio.stt.stabilizer import normalize_word
 from rtaudio.stt.textnorm import normalize_english
 from rtaudio.stt.tokenizer import WhisperTokenizer
+from rtaudio.stt.vad import VadConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
-def build_engine(pack: Path, model: str, device: str):  # type: ignore[no-untyped-def]
+def build_engine(pack: Path, model: str, device: str, static_shapes: bool = False):  # type: ignore[no-untyped-def]
     import torch
-
     from rtaudio_models.whisper.batched import BatchedWhisper, load_compact, mel_filters_torch
 
     folder = pack / model
     info = json.loads((folder / "whisper.json").read_text())
     whisper = load_compact(folder, device)
     tok = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
-    start = tok.sot_sequence("en" if tok.multilingual else None, "transcribe") + [tok.no_timestamps]
-    suppress = list(info["suppress_ids"]) + list(range(tok.eot + 1, info["dims"]["n_vocab"]))
+    # Timestamp mode: the closing timestamp is followed by end-of-text far more reliably than text alone,
+    # so short windows don't loop. Timestamps are dropped from the text.
+    start = tok.sot_sequence("en" if tok.multilingual else None, "transcribe")
+    suppress = list(info["suppress_ids"]) + list(range(tok.eot + 1, tok.timestamp_begin))
     engine = BatchedWhisper(whisper, mel_filters_torch(info["dims"]["n_mels"]), start, tok.eot, suppress,
                             info["suppress_ids_begin"], device=device,
-                            dtype=torch.float16 if device.startswith("cuda") else torch.float32)
+                            dtype=torch.float16 if device.startswith("cuda") else torch.float32,
+                            static_shapes=static_shapes)
     return engine, tok
+
+
+def text_of(tok: WhisperTokenizer):  # type: ignore[no-untyped-def]
+    return lambda tokens: tok.decode([t for t in tokens if t < tok.eot])
 
 
 @dataclass
@@ -83,7 +90,7 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 
 def run(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False) -> dict:
-    runner = BatchRunner(engine, tok.decode, BatchedVad(vad_path, threads=12, chunk=48), BatchScheduler(max_batch))
+    runner = BatchRunner(engine, text_of(tok), BatchedVad(vad_path, threads=12, chunk=48), BatchScheduler(max_batch))
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -179,24 +186,28 @@ def main() -> int:
     ap.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200, 400])
     ap.add_argument("--duration-s", type=float, default=30.0)
     ap.add_argument("--partial-interval-ms", type=float, default=400.0)
+    ap.add_argument("--min-silence-ms", type=int, default=400, help="VAD silence that ends a segment (final)")
     ap.add_argument("--max-batch", type=int, default=1024)
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
     ap.add_argument("--limit-files", type=int, default=0)
+    ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_streams.json")
     args = ap.parse_args()
 
     import torch
 
-    engine, tok = build_engine(args.pack, args.model, args.device)
+    engine, tok = build_engine(args.pack, args.model, args.device, static_shapes=args.graphs)
     speech = dict(np.load(args.pack / "speech.npz"))
     refs = json.loads((args.pack / "refs.json").read_text())
     names = sorted(speech)[: args.limit_files or None]
-    config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms)
+    config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms,
+                               vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=160))
     vad = args.pack / "silero_vad.onnx"
     engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8)  # warm-up: kernels, allocator
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
     rows = []
-    print(f"{args.model} on {gpu}; partial every {args.partial_interval_ms:.0f} ms; {args.duration_s:.0f} s per run")
+    print(f"{args.model} on {gpu}; partial every {args.partial_interval_ms:.0f} ms; {args.duration_s:.0f} s per run; "
+          f"CUDA graphs {'on' if args.graphs else 'off'}")
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
     for n in args.streams:
@@ -215,7 +226,9 @@ def main() -> int:
               f"{row['final_p50_s']:7.2f} {row['words_never_shown']:>3}/{row['words']:<4} {row['mean_batch']:6.1f} "
               f"{row['tick_p50_ms']:8.1f} {row['lateness_end_s']:8.2f} {str(row['real_time']):>9}"
               f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick)", flush=True)
-    report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms, "runs": rows}
+    report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms,
+              "min_silence_ms": args.min_silence_ms,
+              "cuda_graphs": args.graphs, "runs": rows}
     if args.wer:
         longest = max(len(speech[n_]) for n_ in names) / SR
         res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch, one_file_each=True)

@@ -179,6 +179,10 @@ def test_transcribe_command_rejects_unreadable_files(tmp_path: Path, capsys: pyt
         from rtaudio.stt.transcribe import transcribe_file
 
         transcribe_file(recognizer, fake)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    with pytest.raises(EmptyAudioError):
+        transcribe_file(recognizer, empty)
     assert cli_main(["transcribe", str(tmp_path / "missing.flac"), "--no-progress"]) == 1
     assert "not found" in capsys.readouterr().err
 

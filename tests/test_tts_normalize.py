@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rtaudio.errors import TextError
-from rtaudio.tts.normalize import normalize_text, spell
+from rtaudio.tts.normalize import normalize_text
+from rtaudio.tts.number_forms import spell
 from rtaudio.tts.numbers import cardinal, decimal, digits, ordinal, year
 
 

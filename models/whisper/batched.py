@@ -63,8 +63,10 @@ class BatchedWhisper:
     def __init__(self, model: Whisper, mel_filters: np.ndarray, start_tokens: list[int], eot: int,
                  suppress_ids: list[int], suppress_begin_ids: list[int], device: str = "cuda",
                  dtype: torch.dtype = torch.float16, pad_multiple_s: float = 1.0, tail_pad_s: float = 1.0,
-                 min_window_s: float = 8.0) -> None:
+                 min_window_s: float = 8.0, static_shapes: bool = False) -> None:
         self.device = torch.device(device)
+        self.static_shapes = static_shapes
+        """Decode at fixed shapes (CUDA graphs on a GPU): `transcribe` then calls `transcribe_static`."""
         if self.device.type == "cuda":
             # cuDNN's attention builds a new graph for every new shape (each decoder step has one more key):
             # ~5 ms of CPU per call. Flash / memory-efficient kernels have no such set-up cost.
@@ -91,13 +93,15 @@ class BatchedWhisper:
         peak = mel.amax(dim=(1, 2), keepdim=True)
         return (torch.maximum(mel, peak - 8.0) + 4.0) / 4.0
 
-    def _pad(self, windows: list[np.ndarray]) -> tuple[Tensor, Tensor]:
+    def _pad(self, windows: list[np.ndarray], fixed_samples: int | None = None) -> tuple[Tensor, Tensor]:
         """Silence-padded batch (B, N) and, per row, how many encoder positions belong to it (B,).
 
         Each row keeps `tail_pad` of silence after its audio (a window ending right at speech invites
         loops); positions past that are masked out, so a row decodes the same alone or in a batch."""
         longest = max(max(len(w) for w in windows) + self.tail_pad, self.min_window)
         n = min(self.max_samples, -(-longest // self.pad_multiple) * self.pad_multiple)
+        if fixed_samples is not None:
+            n = fixed_samples
         batch = np.zeros((len(windows), n), dtype=np.float32)
         valid = np.zeros(len(windows), dtype=np.int64)
         for i, w in enumerate(windows):
@@ -151,10 +155,42 @@ class BatchedWhisper:
         return dec.logits(dec.ln(x)[:, -1])
 
     @torch.inference_mode()
+    def transcribe_static(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0, bucket: int = 32,
+                          window_s: float = 15.0) -> list[list[int]]:
+        """Like `transcribe`, at fixed shapes (batch rounded up to `bucket`, `window_s` of audio) so that
+        decoding replays a CUDA graph; windows longer than `window_s` keep their latest part."""
+        if not windows:
+            return []
+        b = len(windows)
+        size = -(-b // bucket) * bucket
+        n = int(window_s * SAMPLE_RATE)
+        budget = int(8 + max_tokens_per_s * (window_s - self.tail_pad / SAMPLE_RATE))
+        key = (size, n, budget)
+        if not hasattr(self, "_static"):
+            self._static: dict[tuple[int, int, int], StaticDecoder] = {}
+        if key not in self._static:
+            self._static[key] = StaticDecoder(self, size, n // (2 * HOP), budget)
+        padded = list(windows) + [np.zeros(0, np.float32)] * (size - b)
+        audio, valid = self._pad(padded, n)
+        encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
+        row_budget = torch.tensor([8 + max_tokens_per_s * len(w) / SAMPLE_RATE for w in padded], device=self.device)
+        out = self._static[key].run(self._cross_kv(encoded), mask, row_budget)
+        return self._rows(out[:b])
+
+    def _rows(self, out: Tensor) -> list[list[int]]:
+        result = []
+        for row in out.cpu().numpy():
+            ends = np.nonzero(row == self.eot)[0]
+            result.append(row[: ends[0] if len(ends) else len(row)].tolist())
+        return result
+
+    @torch.inference_mode()
     def transcribe(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0) -> list[list[int]]:
         """Token ids (without start sequence and end-of-text) for each window."""
         if not windows:
             return []
+        if self.static_shapes and max(len(w) for w in windows) + self.tail_pad <= 15 * SAMPLE_RATE:
+            return self.transcribe_static(windows, max_tokens_per_s)
         audio, valid = self._pad(windows)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
         cross = self._cross_kv(encoded)
@@ -183,11 +219,107 @@ class BatchedWhisper:
             if step % 8 == 7 and bool(done.all()):
                 break
             tokens = nxt[:, None]
-        result = []
-        for row in out.cpu().numpy():
-            ends = np.nonzero(row == self.eot)[0]
-            result.append(row[: ends[0] if len(ends) else len(row)].tolist())
-        return result
+        return self._rows(out)
+
+
+class StaticDecoder:
+    """Greedy decoding at fixed shapes (batch bucket, 15 s of audio, token budget), replayed as a CUDA graph.
+
+    A decoder step is ~100 small kernels, so at these sizes it is bound by launch overhead (~2 ms a step);
+    one graph replay per step removes most of it. Positions live in device tensors, the self-attention
+    cache is preallocated to its full length and masked beyond the current position, so every step has
+    the same shapes. Without CUDA (tests) the same code runs eagerly.
+    """
+
+    def __init__(self, engine: BatchedWhisper, batch: int, n_audio_ctx: int, budget: int) -> None:
+        self.e = engine
+        dims = engine.model.dims
+        dev, dt = engine.device, engine.dtype
+        heads, dh = dims.n_text_head, dims.n_text_state // dims.n_text_head
+        self.batch, self.budget = batch, budget
+        self.length = len(engine.start) + budget
+        self.tokens = torch.zeros((batch, 1), dtype=torch.long, device=dev)
+        self.pos = torch.zeros(1, dtype=torch.long, device=dev)
+        self.step_index = torch.zeros(1, dtype=torch.long, device=dev)
+        self.done = torch.zeros(batch, dtype=torch.bool, device=dev)
+        self.row_budget = torch.zeros(batch, device=dev)
+        self.out = torch.full((batch, budget), engine.eot, dtype=torch.long, device=dev)
+        self.cache = [(torch.zeros((batch, heads, self.length, dh), device=dev, dtype=dt),
+                       torch.zeros((batch, heads, self.length, dh), device=dev, dtype=dt)) for _ in range(dims.n_text_layer)]
+        self.cross = [(torch.zeros((batch, heads, n_audio_ctx, dh), device=dev, dtype=dt),
+                       torch.zeros((batch, heads, n_audio_ctx, dh), device=dev, dtype=dt)) for _ in range(dims.n_text_layer)]
+        self.mask = torch.ones((batch, 1, 1, n_audio_ctx), dtype=torch.bool, device=dev)
+        self.positions = torch.arange(self.length, device=dev)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _layers(self) -> Tensor:
+        """Run `self.tokens` at `self.pos` through the decoder, writing K/V into the cache; returns logits."""
+        dec = self.e.model.decoder
+        x = dec.token_embedding(self.tokens) + dec.positional_embedding.index_select(0, self.pos)[None]
+        visible = (self.positions <= self.pos)[None, None, None, :]
+        for block, (ck, cv), (xk, xv) in zip(dec.blocks, self.cache, self.cross, strict=True):
+            a = block.attn
+            h = block.attn_ln(x)
+            ck.index_copy_(2, self.pos, a.heads(a.key(h)))
+            cv.index_copy_(2, self.pos, a.heads(a.value(h)))
+            att = F.scaled_dot_product_attention(a.heads(a.query(h)), ck, cv, attn_mask=visible)
+            x = x + a.out(a.merge(att))
+            c = block.cross_attn
+            q = c.heads(c.query(block.cross_attn_ln(x)))
+            x = x + c.out(c.merge(F.scaled_dot_product_attention(q, xk, xv, attn_mask=self.mask)))
+            x = x + block.mlp(block.mlp_ln(x))
+        return dec.logits(dec.ln(x)[:, -1]).float()
+
+    def _step(self, first: bool = False) -> None:
+        logits = self._layers().index_fill_(1, self.e.suppress, float("-inf"))  # no host tensors: capturable
+        if first:
+            logits.index_fill_(1, self.e.suppress_begin, float("-inf"))
+        nxt = logits.argmax(dim=-1).masked_fill_(self.done, self.e.eot)
+        self.out.index_copy_(1, self.step_index, nxt[:, None])
+        self.done |= (nxt == self.e.eot) | (self.step_index + 1 >= self.row_budget)
+        self.tokens.copy_(nxt[:, None])
+        self.pos += 1
+        self.step_index += 1
+
+    def _capture(self) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._step()
+
+    def run(self, cross: list[tuple[Tensor, Tensor]], mask: Tensor, row_budget: Tensor) -> Tensor:
+        """Decode; `cross`/`mask`/`row_budget` have this decoder's batch size. Returns out (B, budget)."""
+        if self.e.device.type == "cuda" and self.graph is None:
+            self._capture()
+        for (dk, dv), (sk, sv) in zip(self.cross, cross, strict=True):
+            dk.copy_(sk)
+            dv.copy_(sv)
+        self.mask.copy_(mask)
+        self.row_budget.copy_(row_budget)
+        self.done.zero_()
+        self.out.fill_(self.e.eot)
+        self.step_index.zero_()
+        start = self.e.start
+        for i in range(len(start) - 1):
+            self.pos.fill_(i)
+            self.tokens.copy_(start[i].expand(self.batch, 1))
+            self._layers()
+        self.pos.fill_(len(start) - 1)
+        self.tokens.copy_(start[-1].expand(self.batch, 1))
+        self._step(first=True)
+        for step in range(1, self.budget):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._step()
+            if step % 8 == 7 and bool(self.done.all()):
+                break
+        return self.out
 
 
 def mel_filters_torch(n_mels: int) -> np.ndarray:

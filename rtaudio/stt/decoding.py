@@ -230,7 +230,7 @@ class WindowDecoder:
 
     @staticmethod
     def _rank(beam: _Beam, length_penalty: float | None) -> float:
-        n = len(beam.tokens) + 1  # + end token
+        n = max(1, len(beam.tokens))  # sampled tokens, end token excluded (as Whisper's ranker)
         penalty = n if length_penalty is None else ((5 + n) / 6) ** length_penalty
         return beam.score / penalty
 

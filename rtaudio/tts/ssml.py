@@ -14,7 +14,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from rtaudio.errors import TextError
-from rtaudio.tts.normalize import normalize_text, spell
+from rtaudio.tts.normalize import normalize_text
+from rtaudio.tts.number_forms import spell
 from rtaudio.tts.numbers import cardinal, ordinal
 
 BREAK_STRENGTH_MS = {"none": 0.0, "x-weak": 100.0, "weak": 200.0, "medium": 400.0, "strong": 700.0,
