@@ -14,12 +14,12 @@ from rtaudio.stt.stabilizer import LocalAgreement, align_prefix, normalize_word,
 
 
 def W(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:
-    """Words of `text`, each `step` seconds long from `start`."""
-    return [Word(t, start + i * step, start + (i + 1) * step) for i, t in enumerate(text.split())]
+    """Words of `text` as Whisper spells them (leading space), each `step` seconds long from `start`."""
+    return [Word(" " + t, start + i * step, start + (i + 1) * step) for i, t in enumerate(text.split())]
 
 
 def texts(words: tuple[Word, ...] | list[Word]) -> str:
-    return " ".join(w.text for w in words)
+    return "".join(w.text for w in words).strip()
 
 
 def test_normalize_word() -> None:
@@ -134,8 +134,8 @@ def test_random_hypothesis_sequences_never_retract_or_lose(seed: int, n_agree: i
     rng = random.Random(seed)
     truth = [rng.choice(VOCAB) for _ in range(rng.randint(3, 25))]
     la = LocalAgreement(n_agree)
-    shown: list[str] = []  # every committed word, in order, across cuts
-    finals: list[str] = []
+    shown = ""  # all committed text, in order, across cuts
+    finals = ""
     heard = 0
     window_start = 0
     while heard < len(truth):
@@ -147,18 +147,52 @@ def test_random_hypothesis_sequences_never_retract_or_lose(seed: int, n_agree: i
         if hyp and rng.random() < 0.3:
             hyp[-1] = hyp[-1][:2]
         words = W(" ".join(hyp), start=window_start * 0.3)
-        before = texts(la.committed).split()
+        before = "".join(w.text for w in la.committed)
         new = la.insert(words)
-        after = texts(la.committed).split()
-        assert after[: len(before)] == before  # committed only grows
-        assert texts(new).split() == after[len(before):]
-        shown.extend(w.text for w in new)
+        after = "".join(w.text for w in la.committed)
+        assert after == before + "".join(w.text for w in new)  # committed text only grows, by appending
+        shown += "".join(w.text for w in new)
         if cuts and len(la.committed) > 4 and rng.random() < 0.3:
-            popped = la.pop_committed()
-            finals.extend(w.text for w in popped)
+            finals += "".join(w.text for w in la.pop_committed())
             window_start = max(window_start, heard - len(la.tail))
-    final = la.finish(W(" ".join(truth[window_start:]), start=window_start * 0.3))
-    committed_tail = shown[len(finals):]
-    assert [w.text for w in final][: len(committed_tail)] == committed_tail
-    finals.extend(w.text for w in final)
-    assert finals[: len(shown)] == shown  # nothing committed is lost at a boundary
+    final = "".join(w.text for w in la.finish(W(" ".join(truth[window_start:]), start=window_start * 0.3)))
+    assert (finals + final).startswith(shown), "committed text lost at a boundary or retracted at the end"
+
+
+def test_committed_word_that_keeps_growing_is_extended_not_duplicated() -> None:
+    """Whisper writes spoken digits as one growing word: "71624" is committed, then "7162446714"."""
+    la = LocalAgreement(2)
+    la.insert([Word(" 71624", 0.0, 1.4)])
+    assert texts(la.insert([Word(" 71624", 0.0, 1.4)])) == "71624"
+    grown = la.insert([Word(" 7162446", 0.0, 1.4)])
+    assert grown == [] and [w.text for w in la.tail] == ["46"]
+    la.insert([Word(" 7162446714", 0.0, 1.4)])
+    final = la.finish([Word(" 7162446714", 0.0, 1.4), Word(" enter", 1.5, 1.8)])
+    assert "".join(w.text for w in final) == " 7162446714 enter"
+
+
+def test_attached_words_align_with_merged_spelling() -> None:
+    la = LocalAgreement(2)
+    la.insert([Word(" 527", 0.0, 1.0), Word("-66", 1.0, 1.7), Word(" and", 1.8, 2.0)])
+    la.insert([Word(" 527", 0.0, 1.0), Word("-66", 1.0, 1.7), Word(" and", 1.8, 2.0)])
+    assert "".join(w.text for w in la.committed) == " 527-66 and"
+    la.insert([Word(" 527-66", 0.0, 1.7), Word(" and", 1.8, 2.0), Word(" more", 2.0, 2.4)])
+    assert [w.text for w in la.tail] == [" more"]
+
+
+def test_context_heard_again_is_dropped() -> None:
+    """After an endpoint the next window hears the end of the last final again (context audio)."""
+    prev = W("the morn approach will also be reflecting the terms of address")
+    la = LocalAgreement(2)
+    la.reset(anchor=prev)
+    again = W("the more in approach we will also be reflecting the terms of address and more", start=3.0)
+    la.insert(again)
+    assert texts(la.tail) == "and more"
+    # a cut inside a word: the rest of the word attaches
+    la.reset(anchor=W("the Neplu"))
+    la.insert([Word(" Neplu-ultra", 0.5, 1.0), Word(" of", 1.0, 1.2)])
+    assert [w.text for w in la.tail] == ["-ultra", " of"]
+    # a new sentence that merely starts like the old one is kept
+    la.reset(anchor=prev)
+    la.insert(W("the terms are new", start=3.0))
+    assert texts(la.tail) == "the terms are new"

@@ -35,7 +35,6 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
-
     from rtaudio_models.whisper.batched import save_compact
     from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
     from rtaudio_models.whisper.model import whisper_from_ct2

@@ -24,6 +24,7 @@ from rtaudio.stt.latency_budget import BudgetEvent
 from rtaudio.stt.live_captions import LiveCueBuilder
 from rtaudio.stt.pacing import RealTimePacer, TimedOutput, VirtualClock, play
 from rtaudio.stt.streaming import SAMPLE_RATE_HZ, StreamEvent, StreamingConfig, StreamingRecognizer
+from rtaudio.stt.subtitles import Cue, to_srt, to_vtt
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 
 HELP = "live captions from the microphone or a file (partials rewritten in place, finals scrolling)"
@@ -166,6 +167,8 @@ def _mic_outputs(stream: StreamingRecognizer, device: str | None) -> Iterator[Ti
 def run(args: argparse.Namespace) -> int:
     if args.mic == (args.file is not None):
         raise ConfigError("give either a FILE or --mic")
+    if args.mic and (args.fast or args.realtime):
+        raise ConfigError("--fast and --realtime apply to files; the microphone is always live")
     if args.interval_ms < 20:
         raise ConfigError("--interval-ms must be at least 20")
     from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
@@ -186,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
     view = TerminalView(sys.stdout, live=sys.stdout.isatty()) if not args.json_events else None
     cues = LiveCueBuilder()
-    written: list = []
+    written: list[Cue] = []
     try:
         for item in outputs:
             if view is not None:
@@ -215,9 +218,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_cues(cues: list, vtt: Path | None, srt: Path | None) -> None:
-    from rtaudio.stt.subtitles import to_srt, to_vtt
-
+def _write_cues(cues: list[Cue], vtt: Path | None, srt: Path | None) -> None:
     if vtt is not None:
         vtt.write_text(to_vtt(cues), encoding="utf-8")
     if srt is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from difflib import SequenceMatcher
 
 from rtaudio.errors import ConfigError
 from rtaudio.frames import Word
@@ -57,6 +58,42 @@ def align_prefix(committed: Sequence[str], hypothesis: Sequence[Word], committed
     return min(candidates, key=distance)
 
 
+def merge_attached(words: Sequence[Word]) -> tuple[list[Word], list[int]]:
+    """Words as displayed: a word without a leading space is joined to the one before ("527" "-66" ->
+    "527-66"). Returns the merged words and, for each, the index in `words` just after it."""
+    merged: list[Word] = []
+    ends: list[int] = []
+    for i, w in enumerate(words):
+        if merged and not w.text.startswith(" ") and not merged[-1].text.endswith(" "):
+            m = merged[-1]
+            merged[-1] = Word(m.text + w.text, m.start_s, w.end_s, min(m.probability, w.probability))
+            ends[-1] = i + 1
+        else:
+            merged.append(w)
+            ends.append(i + 1)
+    return merged, ends
+
+
+def extension(committed: Word, heard: Word) -> Word | None:
+    """What `heard` adds to a committed word it extends ("71624" -> "7162446714", "ecclesia" ->
+    "ecclesiastical"): a word without a leading space that attaches to it, or None."""
+    a, b = committed.text.strip(), heard.text.strip()
+    if len(b) <= len(a) or not b.lower().startswith(a.lower()) or not normalize_word(b[len(a):]):
+        return None
+    return Word(b[len(a):], heard.start_s, heard.end_s, heard.probability)
+
+
+def leak_length(anchor: Sequence[str], keys: Sequence[str], min_words: int = 4, min_ratio: float = 0.75) -> int:
+    """How many leading `keys` re-transcribe the end of `anchor` (the already final words just before
+    the window): the longest prefix of at least `min_words` that matches a suffix of the anchor of
+    about its length with a similarity of `min_ratio`; 0 if none."""
+    for m in range(min(len(keys), len(anchor) + 3), min_words - 1, -1):
+        for n in (m, m - 1, m + 1, m - 2, m + 2):
+            if min_words <= n <= len(anchor) and SequenceMatcher(None, anchor[-n:], keys[:m]).ratio() >= min_ratio:
+                return m
+    return 0
+
+
 def _common_prefix(seqs: Sequence[Sequence[str]]) -> int:
     n = min(len(s) for s in seqs)
     for i in range(n):
@@ -100,19 +137,21 @@ class LocalAgreement:
     `finish(hyp)` closes the segment, committing the tail of the last hypothesis.
     """
 
-    def __init__(self, agreement_n: int = 2, overlap_window_s: float = 0.6, max_overlap_words: int = 3) -> None:
+    def __init__(self, agreement_n: int = 2, overlap_window_s: float = 0.6, max_overlap_words: int = 3,
+                 anchor_words: int = 16) -> None:
         if agreement_n < 1:
             raise ConfigError(f"agreement_n must be >= 1, got {agreement_n}")
         self.agreement_n = agreement_n
         self.overlap_window_s = overlap_window_s
         self.max_overlap_words = max_overlap_words
+        self.anchor_words = anchor_words
         self.reset()
 
     def reset(self, anchor: Sequence[Word] = ()) -> None:
         """Forget everything (a new speech segment). `anchor`: the words finalized just before the new
         window's audio, whose echo at the window start is dropped (as after `pop_committed`)."""
         self._committed: list[Word] = []
-        self._anchor: list[Word] = list(anchor)[-self.max_overlap_words:]  # echo candidates
+        self._anchor: list[Word] = list(anchor)[-self.anchor_words:]  # echo candidates
         self._tails: list[list[str]] = []  # keys of recent uncommitted tails, oldest first
         self._tail: list[Word] = []
 
@@ -128,16 +167,28 @@ class LocalAgreement:
 
     def _split_tail(self, hypothesis: Sequence[Word]) -> list[Word]:
         if self._committed:
-            k = align_prefix(_keys(self._committed), hypothesis, self._committed[-1].end_s)
-            return list(hypothesis[k:])
+            # align displayed words on both sides, so "527" + "-66" matches "527-66"
+            shown, _ = merge_attached(self._committed)
+            heard, ends = merge_attached(hypothesis)
+            k = align_prefix(_keys(shown), heard, shown[-1].end_s)
+            tail = list(hypothesis[ends[k - 1]:]) if k else list(hypothesis)
+            grown = extension(shown[-1], heard[k - 1]) if k else None
+            return [grown, *tail] if grown else tail
         tail = list(hypothesis)
         if self._anchor and tail:
-            # The window was cut just after the anchor words: their tail may be transcribed again.
+            # The audio just before the window is final (anchor words); it may be transcribed again:
+            # a whole stretch of it (context heard again), or the tail of the last word (a cut).
             anchor_keys, keys = _keys(self._anchor), _keys(tail)
+            leaked = leak_length(anchor_keys, keys)
+            if leaked:
+                return tail[leaked:]
             limit = self._anchor[-1].end_s + self.overlap_window_s
             for n in range(min(self.max_overlap_words, len(anchor_keys), len(keys)), 0, -1):
                 if anchor_keys[-n:] == keys[:n] and tail[n - 1].end_s <= limit:
                     return tail[n:]
+            grown = extension(merge_attached(self._anchor)[0][-1], tail[0])
+            if grown is not None and tail[0].start_s <= limit:  # the cut fell inside a word
+                return [grown, *tail[1:]]
         return tail
 
     def insert(self, hypothesis: Sequence[Word], allow_commit: bool = True,
@@ -179,7 +230,7 @@ class LocalAgreement:
         """Hand over the committed words (they become final) and keep agreeing on the rest."""
         out = self._committed
         if out:
-            self._anchor = out[-self.max_overlap_words:]
+            self._anchor = out[-self.anchor_words:]
         self._committed = []
         return out
 

@@ -47,6 +47,7 @@ class SubtitleConfig:
             raise ConfigError("pause_split_s must be > 0 and min_gap_s >= 0")
 
 
+MIN_CUE_S = 0.1  # a cue shorter than this cannot be read at all
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:—–][\"'”’)\]]*$")
 
@@ -123,6 +124,7 @@ def _time_cues(groups: list[list[Word]], config: SubtitleConfig) -> list[Cue]:
         limit = groups[k + 1][0].start_s - config.min_gap_s if k + 1 < len(groups) else float("inf")
         wanted = max(end, start + config.min_duration_s, start + len(text.replace("\n", " ")) / config.max_chars_per_s)
         end = max(end, min(wanted, limit, start + config.max_duration_s))
+        end = max(min(end, limit), start + MIN_CUE_S)  # keep the gap, even if the speech runs on
         cues.append(Cue(start, end, text))
     return cues
 

@@ -1,0 +1,262 @@
+"""The voice loop as a sans-I/O object: microphone samples in, speaker samples out, events in between.
+
+    loop.push_mic(samples)        -> events (UserSpeechStarted, Partial, TurnEnded, BargeIn, ...)
+    loop.push_reply_audio(x, txt) the runner's TTS output for the current reply (any chunk size)
+    loop.pull_speaker(n)          -> n samples to play now (silence when nothing to say)
+
+All audio is 16 kHz mono float32. The runner (threads, devices, responder, TTS) lives in `runner.py`.
+
+Listening: the microphone goes through the echo canceller (reference = what `pull_speaker` handed out)
+and the streaming recognizer. The end of the user's turn is decided on text as well as silence
+(`TurnDetector`): a short wait after a finished sentence, a longer one after "and" or "um".
+Barge-in: when the user starts speaking while the assistant talks, playback pauses at once (within one
+`pull_speaker` call); if the partial transcript then holds real words (not "yeah", "mhm", a cough) the
+reply is dropped and the turn recorded as interrupted, with only the text that was actually played;
+otherwise playback resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtaudio.assistant.echo import EchoCanceller, EchoCancellerConfig
+from rtaudio.assistant.responders import Message
+from rtaudio.assistant.turns import BargeInPolicy, TurnConfig, TurnDetector
+from rtaudio.clock import Clock, SystemClock
+from rtaudio.frames import Caption
+from rtaudio.stt.streaming import StreamingRecognizer
+from rtaudio.stt.vad import SpeechEnded, SpeechStarted
+
+SAMPLE_RATE_HZ = 16000
+
+
+@dataclass(frozen=True)
+class UserSpeechStarted:
+    stream_s: float
+
+
+@dataclass(frozen=True)
+class Partial:
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The user finished: answer `text`. `speech_end_s` is stream time of the end of their speech."""
+
+    text: str
+    speech_end_s: float
+    decided_s: float
+    reply_id: int
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    heard_text: str
+    """What of the interrupted reply was actually played."""
+
+
+@dataclass(frozen=True)
+class PlaybackPaused:
+    stream_s: float
+
+
+@dataclass(frozen=True)
+class PlaybackResumed:
+    stream_s: float
+
+
+LoopEvent = UserSpeechStarted | Partial | TurnEnded | BargeIn | PlaybackPaused | PlaybackResumed
+
+
+@dataclass
+class _Reply:
+    chunks: deque[np.ndarray] = field(default_factory=deque)
+    offset: int = 0  # samples of chunks[0] already played
+    pushed: int = 0  # samples pushed so far
+    played: int = 0  # samples played so far
+    sentences: list[tuple[str, int, int]] = field(default_factory=list)  # (text, first sample, end sample)
+    finished: bool = False  # the runner has pushed all audio
+
+    def heard_text(self) -> str:
+        """Sentences played in full, plus the share of words of one cut short (by its played fraction)."""
+        words: list[str] = []
+        for text, start, end in self.sentences:
+            if end <= self.played:
+                words += text.split()
+            elif start < self.played:
+                parts = text.split()
+                words += parts[: int(len(parts) * (self.played - start) / max(end - start, 1))]
+        return " ".join(words)
+
+
+def _key(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
+
+
+class VoiceLoop:
+    def __init__(self, stream: StreamingRecognizer, turns: TurnConfig | None = None,
+                 echo: EchoCancellerConfig | None = None, clock: Clock | None = None) -> None:
+        self.stream = stream
+        self.turns = TurnDetector(turns)
+        self.barge = BargeInPolicy(turns)
+        self.aec = EchoCanceller(echo or EchoCancellerConfig(max_delay_ms=250.0))
+        self.clock = clock or SystemClock()
+        self.history: list[Message] = []
+        self._reply: _Reply | None = None
+        self._paused = False
+        self._user_text: list[str] = []  # finals of the current user turn
+        self._partial = ""
+        self._in_speech = False
+        self._speech_end: float | None = None
+        self._heard = 0  # mic samples received
+        self._reply_id = 0
+        self._echo_words: set[str] = set()  # words of the reply being (or last) played
+        self._last_played_s = -1e9  # mic time when the speaker last played something
+
+    # -- listening ------------------------------------------------------------------------------
+    @property
+    def speaking(self) -> bool:
+        return self._reply is not None and not self._paused
+
+    def push_mic(self, samples: np.ndarray) -> list[LoopEvent]:
+        clean = self.aec.process(np.asarray(samples, dtype=np.float32))
+        if self.aec.delay_samples is None and self.speaking:
+            clean = np.zeros_like(clean)  # echo path not measured yet (first ~0.5 s ever): gate
+        self._heard += len(clean)
+        self.stream.accept_waveform(clean)
+        events: list[LoopEvent] = []
+        while self.stream.is_ready():
+            captions = self.stream.decode()
+            for ev in self.stream.events():
+                events += self._on_vad(ev)
+            for cap in captions:
+                events += self._on_caption(cap)
+        events += self._check_turn()
+        return events
+
+    def _on_vad(self, ev: object) -> list[LoopEvent]:
+        now_s = self._heard / SAMPLE_RATE_HZ
+        if isinstance(ev, SpeechStarted):
+            self._in_speech = True
+            self._speech_end = None
+            out: list[LoopEvent] = [UserSpeechStarted(ev.start_sample / SAMPLE_RATE_HZ)]
+            if self._reply is not None and not self._paused:
+                self._paused = True
+                out.append(PlaybackPaused(now_s))
+            return out
+        if isinstance(ev, SpeechEnded):
+            self._in_speech = False
+            self._speech_end = ev.end_sample / SAMPLE_RATE_HZ
+        return []
+
+    def _on_caption(self, cap: Caption) -> list[LoopEvent]:
+        if cap.is_final:
+            if cap.text.strip():
+                self._user_text.append(cap.text.strip())
+            self._partial = ""
+        else:
+            self._partial = cap.text.strip()
+        text = self.user_text
+        out: list[LoopEvent] = [Partial(text)] if text else []
+        if self._reply is not None and self._paused and self.barge.is_interruption(self._without_echo(text)):
+            out.append(self._interrupt())
+        return out
+
+    def _without_echo(self, text: str) -> str:
+        """The words of `text` that are not words of the assistant's own reply (residual echo)."""
+        return " ".join(w for w in text.split() if _key(w) not in self._echo_words)
+
+    def _is_self_echo(self, text: str) -> bool:
+        """Most words are the assistant's own, heard while or just after it spoke: not a user turn."""
+        words = [_key(w) for w in text.split() if _key(w)]
+        recent = self.speaking or self._heard / SAMPLE_RATE_HZ - self._last_played_s < 1.5
+        return recent and bool(words) and sum(w in self._echo_words for w in words) >= 0.6 * len(words)
+
+    @property
+    def user_text(self) -> str:
+        return " ".join([*self._user_text, self._partial]).strip()
+
+    def _check_turn(self) -> list[LoopEvent]:
+        now_s = self._heard / SAMPLE_RATE_HZ
+        out: list[LoopEvent] = []
+        if self._in_speech or self._speech_end is None:
+            return out
+        text = self.user_text
+        if self._reply is not None and self._paused:
+            if not self.barge.is_interruption(text):  # a backchannel or a cough: carry on talking
+                self._paused = False
+                self._user_text, self._partial, self._speech_end = [], "", None
+                out.append(PlaybackResumed(now_s))
+            return out
+        silence_ms = (now_s - self._speech_end) * 1000
+        if self.turns.is_end_of_turn(text, silence_ms) and self._is_self_echo(text):
+            self._user_text, self._partial, self._speech_end = [], "", None
+            return out
+        if self.turns.is_end_of_turn(text, silence_ms):
+            self._reply_id += 1
+            self._echo_words = set()
+            out.append(TurnEnded(text, self._speech_end, now_s, self._reply_id))
+            self.history.append(Message("user", text))
+            self._user_text, self._partial, self._speech_end = [], "", None
+            self._reply = _Reply()
+        return out
+
+    def _interrupt(self) -> BargeIn:
+        assert self._reply is not None
+        heard = self._reply.heard_text()
+        self.history.append(Message("assistant", heard, interrupted=True))
+        self._reply = None
+        self._paused = False
+        return BargeIn(heard)
+
+    # -- speaking -------------------------------------------------------------------------------
+    @property
+    def reply_active(self) -> bool:
+        """True from a TurnEnded until the reply is played out or interrupted: the runner feeds it."""
+        return self._reply is not None
+
+    def push_reply_audio(self, reply_id: int, audio: np.ndarray) -> None:
+        """Audio for reply `reply_id` (stale replies, e.g. after a barge-in, are ignored)."""
+        if self._reply is not None and reply_id == self._reply_id and len(audio):
+            self._reply.chunks.append(np.asarray(audio, dtype=np.float32))
+            self._reply.pushed += len(audio)
+
+    def end_sentence(self, reply_id: int, text: str) -> None:
+        """The audio pushed since the previous sentence speaks `text` (so barge-in knows what was heard)."""
+        reply = self._reply
+        if reply is not None and reply_id == self._reply_id:
+            start = reply.sentences[-1][2] if reply.sentences else 0
+            reply.sentences.append((text, start, reply.pushed))
+            self._echo_words |= {_key(w) for w in text.split()}
+
+    def finish_reply(self, reply_id: int) -> None:
+        """All audio of reply `reply_id` has been pushed."""
+        if self._reply is not None and reply_id == self._reply_id:
+            self._reply.finished = True
+
+    def pull_speaker(self, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.float32)
+        reply = self._reply
+        if reply is not None and not self._paused:
+            filled = 0
+            while filled < n and reply.chunks:
+                chunk = reply.chunks[0]
+                take = min(n - filled, len(chunk) - reply.offset)
+                out[filled: filled + take] = chunk[reply.offset: reply.offset + take]
+                filled += take
+                reply.offset += take
+                if reply.offset >= len(chunk):
+                    reply.chunks.popleft()
+                    reply.offset = 0
+            reply.played += filled
+            if filled:
+                self._last_played_s = self._heard / SAMPLE_RATE_HZ
+            if reply.finished and not reply.chunks:
+                self.history.append(Message("assistant", " ".join(t for t, _, _ in reply.sentences)))
+                self._reply = None
+        self.aec.push_reference(out)
+        return out
