@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "dub": "rtaudio.tts.dub_command",
     "edit": "rtaudio.edit_command",
     "client": "rtaudio.server.client_command",
+    "assistant": "rtaudio.assistant.commands",
 }
 
 

@@ -1,0 +1,57 @@
+"""`rtaudio assistant`: talk to the engine through the local microphone and speaker."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from rtaudio.clock import SystemClock
+
+HELP = "voice assistant on the local microphone and speaker (offline echo responder or an OpenAI-compatible LLM)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--responder", choices=["echo", "openai"], default="echo",
+                   help="echo: offline rules (default); openai: any OpenAI-compatible chat server")
+    p.add_argument("--base-url", default="http://127.0.0.1:8080/v1", help="chat server (llama.cpp, Ollama, vLLM)")
+    p.add_argument("--llm-model", default="local")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    p.add_argument("--model", default="whisper-tiny.en", help="speech recognition model")
+    p.add_argument("--voice", default="piper-joe")
+    p.add_argument("--input-device", default=None)
+    p.add_argument("--output-device", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtaudio.assistant.loop import BargeIn, Partial, TurnEnded, VoiceLoop
+    from rtaudio.assistant.responders import EchoResponder, OpenAIChatConfig, OpenAIChatResponder, Responder
+    from rtaudio.assistant.runner import AssistantRunner
+    from rtaudio.io.devices import Microphone, Speaker
+    from rtaudio.stt.recognizer import WhisperRecognizer
+    from rtaudio.stt.streaming import StreamingConfig, StreamingRecognizer
+    from rtaudio.stt.vad import VadConfig
+    from rtaudio.tts.voice import PiperVoice
+
+    responder: Responder = EchoResponder() if args.responder == "echo" else OpenAIChatResponder(
+        OpenAIChatConfig(base_url=args.base_url, model=args.llm_model, api_key_env=args.api_key_env))
+    stream = StreamingRecognizer(WhisperRecognizer.load(args.model),
+                                 StreamingConfig(vad=VadConfig(min_speech_ms=96, min_silence_ms=256, speech_pad_ms=96)))
+    loop = VoiceLoop(stream, clock=SystemClock())
+    runner = AssistantRunner(loop, responder, PiperVoice.load(args.voice))
+    with Microphone(16000, args.input_device) as mic, Speaker(16000, args.output_device) as speaker:
+        print("listening (Ctrl-C to stop)")
+        while True:
+            block = mic.read()
+            if block is None or not len(block.samples):
+                time.sleep(0.005)  # the callback fills the ring every 20 ms
+                continue
+            speaker.write(loop.pull_speaker(len(block.samples)))
+            events = loop.push_mic(block.samples)
+            runner.handle(events)
+            for ev in events:
+                if isinstance(ev, Partial):
+                    print(f"\r\033[K> {ev.text}", end="", flush=True)
+                elif isinstance(ev, TurnEnded):
+                    print(f"\r\033[Kyou: {ev.text}")
+                elif isinstance(ev, BargeIn):
+                    print("\n(interrupted)")
