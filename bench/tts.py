@@ -20,6 +20,7 @@ WhisperRecognizer), scored against the written sentence with both sides put in o
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -221,7 +222,7 @@ def main() -> None:
     args.json.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "peer": f"piper-tts {getattr(piper, '__version__', '')}".strip(), "voice": "piper-joe (en_US-joe-medium)",
+        "peer": f"piper-tts {importlib.metadata.version('piper-tts')}", "voice": "piper-joe (en_US-joe-medium)",
         "schedule": vars(ours.vocoder.schedule), "latency": rows, "intelligibility": wer}, indent=1))
     print(f"wrote {args.json}")
 
