@@ -171,6 +171,16 @@ def test_committed_word_that_keeps_growing_is_extended_not_duplicated() -> None:
     assert "".join(w.text for w in final) == " 7162446714 enter"
 
 
+def test_truncated_committed_word_completed_at_the_end() -> None:
+    la = LocalAgreement(2)
+    la.insert([Word(" Ho", 0.0, 0.3)])
+    la.insert([Word(" Ho", 0.0, 0.3)])
+    assert texts(la.finish([Word(" Houser", 0.0, 0.6)])) == "Houser"
+    la.insert(W("521"))
+    la.insert(W("521"))
+    assert texts(la.finish(W("5216055"))) == "5216055"
+
+
 def test_attached_words_align_with_merged_spelling() -> None:
     la = LocalAgreement(2)
     la.insert([Word(" 527", 0.0, 1.0), Word("-66", 1.0, 1.7), Word(" and", 1.8, 2.0)])

@@ -21,7 +21,7 @@ from rtaudio.errors import (
     UnknownModelError,
     UnsupportedFormatError,
 )
-from rtaudio.stt.decoding import DecodeOptions
+from rtaudio.stt.decoding import DecodeOptions, has_repetition_loop
 from rtaudio.stt.longform import LongFormTranscriber
 from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer, split_segments
 from rtaudio.stt.textnorm import normalize_english
@@ -61,6 +61,18 @@ def test_window_transcript_matches_reference(recognizer: WhisperRecognizer, spee
     for seg in result.segments:
         assert 0.0 <= seg.start_s < seg.end_s <= duration + 0.02
         assert seg.tokens and seg.compression_ratio > 0
+
+
+def test_speech_cut_at_the_window_end_does_not_loop(speech_dir: Path, speech_manifest: dict[str, str]) -> None:
+    """LJ001-0021 stops mid-sentence; greedy fp32 decoding of it used to repeat its last phrase."""
+    try:
+        fp32 = WhisperRecognizer.load("whisper-tiny.en", RecognizerConfig(precision="fp32"))
+    except ModelNotFetchedError as e:
+        pytest.skip(f"{e}")
+    name = "ljspeech_LJ001-0021.flac"
+    result = fp32.transcribe_window(_read(speech_dir, name))
+    assert not has_repetition_loop([t for s in result.segments for t in s.tokens if t < fp32.tokenizer.eot])
+    assert _wer(speech_manifest[name], result.text) <= 0.15, result.text
 
 
 def test_word_timestamps_are_ordered_and_inside_the_speech(recognizer: WhisperRecognizer,

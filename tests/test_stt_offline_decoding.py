@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from rtaudio.errors import ConfigError, ModelNotFetchedError
 from rtaudio.modelstore import model_dir
 from rtaudio.stt.alignment import dtw, dtw_reference, median_filter
-from rtaudio.stt.decoding import _sample_rows, compression_ratio
+from rtaudio.stt.decoding import _sample_rows, compression_ratio, has_repetition_loop
 from rtaudio.stt.logit_filters import SuppressBlank, SuppressTokens, TimestampRules, log_softmax, logsumexp
 from rtaudio.stt.tokenizer import WhisperTokenizer
 
@@ -73,6 +73,15 @@ def test_sampling_follows_the_distribution() -> None:
     np.testing.assert_allclose(freq, [0.7, 0.2, 0.1, 0.0], atol=0.03)
     cold = _sample_rows(logits[:200], 0.05, np.random.default_rng(0))
     assert (cold == 0).all()
+
+
+def test_repetition_loop_detector() -> None:
+    phrase = [11, 12, 13, 14]
+    assert has_repetition_loop([1, 2, *phrase, *phrase, *phrase[:-1], 99])  # last repeat cut short
+    assert has_repetition_loop([*phrase * 5])
+    assert not has_repetition_loop([*phrase, *phrase])  # said twice: can be real speech
+    assert not has_repetition_loop([7, 8, 7, 8, 7, 8])  # "no, no, no": too short to call a loop
+    assert not has_repetition_loop(list(range(200)))
 
 
 def test_compression_ratio_flags_loops() -> None:

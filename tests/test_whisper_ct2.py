@@ -110,3 +110,23 @@ def test_real_tiny_en_weights(tiny_raw_dir: Path) -> None:
     assert v["decoder/projection/weight"] is v["decoder/embeddings/weight"]  # tied output projection
     # Whisper's key projection has no bias: CTranslate2 stores zeros in the fused bias
     assert not v["encoder/layer_0/self_attention/linear_0/bias"][384:768].any()
+
+
+def test_converter_reports_broken_weights_as_model_errors(synthetic: tuple[Path, dict[str, np.ndarray]],
+                                                          tmp_path: Path) -> None:
+    import json
+
+    from rtaudio_models.whisper.export import convert
+
+    from rtaudio.errors import ModelIntegrityError
+
+    path, _ = synthetic
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "config.json").write_text(json.dumps({"alignment_heads": [[0, 0]]}))
+    (raw / "model.bin").write_bytes(path.read_bytes()[:50])  # truncated
+    with pytest.raises(ModelIntegrityError, match="CTranslate2"):
+        convert(raw, tmp_path / "out", show_progress=False)
+    (raw / "model.bin").write_bytes(path.read_bytes())  # complete, but not a Whisper model's variables
+    with pytest.raises(ModelIntegrityError):
+        convert(raw, tmp_path / "out", show_progress=False)

@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", type=Path, default=speech_dir() / "dev" / "manifest.tsv")
     p.add_argument("--model", help="transcribe the manifest's files with this rtaudio model instead")
     p.add_argument("--json", type=Path, help="write the scores here")
+    p.add_argument("--subset", action="store_true",
+                   help="score only the files that have a hypothesis (default: missing files count as deleted)")
     args = p.parse_args(argv)
     utterances = read_manifest(args.manifest)
     if args.model:
@@ -143,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         name = args.hypotheses.stem
     else:
         p.error("give a hypotheses file or --model")
+    if args.subset:
+        utterances = [u for u in utterances if u.file in hyps]
     scores = score(utterances, hyps)
     print(format_table({name: scores}))
     if args.json:

@@ -25,10 +25,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
+from rtaudio_models.whisper.ct2 import Ct2FormatError, model_bin_parts, read_ct2_model
 from rtaudio_models.whisper.model import Whisper, whisper_from_ct2
 from torch import Tensor, nn
 
+from rtaudio.errors import ModelIntegrityError
 from rtaudio.progress import Progress
 
 OPSET = 17
@@ -138,7 +139,10 @@ def convert(raw_dir: Path, out_dir: Path, show_progress: bool = True) -> None:
     raw_config = json.loads((raw_dir / "config.json").read_text())
     steps = ["read weights", "export encoder", "export decoder", "int8 encoder", "int8 decoder", "write config"]
     with Progress("convert whisper", len(steps), unit="steps", enabled=show_progress) as bar, torch.no_grad():
-        model = whisper_from_ct2(read_ct2_model(model_bin_parts(raw_dir)))
+        try:
+            model = whisper_from_ct2(read_ct2_model(model_bin_parts(raw_dir)))
+        except (Ct2FormatError, FileNotFoundError, KeyError, ValueError) as e:
+            raise ModelIntegrityError(f"cannot read the CTranslate2 Whisper weights in {raw_dir}: {e}") from e
         heads = [(int(layer), int(head)) for layer, head in raw_config["alignment_heads"]]
         bar.update(1)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from rtaudio.stt.tokenizer import TASKS, WhisperTokenizer
 
 MAX_TOKENS_PER_S = 15.0  # fast speech is ~4 words/s ~ 6 tokens/s, plus timestamp tokens
 MIN_TOKENS = 16
+LOOP_MIN_TOKENS = 3  # shorter repeats ("no, no, no", "words words words") are normal speech
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class DecodeOptions:
     """Tried in order while a result looks like a repetition loop or is too improbable."""
     compression_ratio_threshold: float | None = 2.4
     """Text that gzip compresses more than this is a repetition loop: retry hotter."""
+    repetition_fallback: bool = True
+    """A phrase of 3+ tokens said 3 times running (the last time maybe cut short) is a decoding loop,
+    typically where a window ends in mid-speech, too short for the compression ratio to notice:
+    retry hotter."""
     logprob_threshold: float | None = -1.0
     """Mean token log-probability below this: retry hotter."""
     no_speech_threshold: float | None = 0.6
@@ -102,6 +107,19 @@ class Hypothesis:
     no_speech_prob: float
     language: str | None
     language_probs: dict[str, float] = field(default_factory=dict)
+
+
+def has_repetition_loop(tokens: Sequence[int], min_tokens: int = LOOP_MIN_TOKENS, max_tokens: int = 24) -> bool:
+    """True if some span of `min_tokens`..`max_tokens` tokens occurs twice in a row and then a third
+    time (all but its last token: a loop often ends with "." where the repeats had ",")."""
+    seq = list(tokens)
+    n = len(seq)
+    for k in range(min_tokens, min(max_tokens, n // 3 + 1) + 1):
+        for i in range(n - 3 * k + 2):
+            first = seq[i: i + k]
+            if seq[i + k: i + 2 * k] == first and seq[i + 2 * k: i + 3 * k - 1] == first[:-1]:
+                return True
+    return False
 
 
 def compression_ratio(text: str) -> float:
@@ -158,14 +176,17 @@ class WindowDecoder:
             language = next(iter(language_probs))
         elif language is None:
             language = "en"
-        result: Hypothesis | None = None
+        tried: list[Hypothesis] = []
         for i, temperature in enumerate(options.temperatures):
             result = self._decode_at(cross, options, prompt_tokens, window_s, content_s, language, temperature,
                                      np.random.default_rng(options.seed + i))
             if not self._needs_fallback(result, options):
-                break
-        assert result is not None  # temperatures is non-empty (validated)
-        return dataclasses.replace(result, language_probs=language_probs)
+                return dataclasses.replace(result, language_probs=language_probs)
+            tried.append(result)
+        # every temperature failed: the likeliest result that is not a loop, else the likeliest
+        sane = [h for h in tried if not self._is_loop(h, options)]
+        best = max(sane or tried, key=lambda h: h.avg_logprob)
+        return dataclasses.replace(best, language_probs=language_probs)
 
     def initial_tokens(self, options: DecodeOptions, prompt_tokens: Sequence[int],
                        language: str | None) -> tuple[list[int], list[int]]:
@@ -181,13 +202,17 @@ class WindowDecoder:
         return prefix + sot_seq[:1], rest
 
     # -- internals ---------------------------------------------------------------------------
-    @staticmethod
-    def _needs_fallback(h: Hypothesis, options: DecodeOptions) -> bool:
+    def _needs_fallback(self, h: Hypothesis, options: DecodeOptions) -> bool:
         if options.no_speech_threshold is not None and h.no_speech_prob > options.no_speech_threshold:
             return False  # silence: a low probability is expected
-        if options.compression_ratio_threshold is not None and h.compression_ratio > options.compression_ratio_threshold:
+        if self._is_loop(h, options):
             return True
         return options.logprob_threshold is not None and h.avg_logprob < options.logprob_threshold
+
+    def _is_loop(self, h: Hypothesis, options: DecodeOptions) -> bool:
+        if options.compression_ratio_threshold is not None and h.compression_ratio > options.compression_ratio_threshold:
+            return True
+        return options.repetition_fallback and has_repetition_loop([t for t in h.tokens if t < self.tok.eot])
 
     def _filters(self, options: DecodeOptions, window_s: float) -> list[LogitFilter]:
         t = self.tok

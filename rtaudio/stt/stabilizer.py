@@ -31,9 +31,9 @@ def align_prefix(committed: Sequence[str], hypothesis: Sequence[Word], committed
     """Index in `hypothesis` where the words after `committed` begin.
 
     Global alignment of all of `committed` (normalized keys) against a prefix of the hypothesis
-    (match +2, substitution -1, gap -1), so a hypothesis that re-spells, drops or adds a word inside
-    the committed part still splits at the right place. Ties go to the split whose last word ends
-    closest to `committed_end_s`.
+    (match +2, a hypothesis word that extends the committed one +1, substitution -1, gap -1), so a
+    hypothesis that re-spells, drops, adds or completes a word inside the committed part still
+    splits at the right place. Ties go to the split whose last word ends closest to `committed_end_s`.
     """
     c, h = len(committed), len(hypothesis)
     if c == 0:
@@ -43,7 +43,8 @@ def align_prefix(committed: Sequence[str], hypothesis: Sequence[Word], committed
     for i in range(1, c + 1):
         cur = [-i] + [0] * h
         for j in range(1, h + 1):
-            diag = prev[j - 1] + (2 if committed[i - 1] == keys[j - 1] else -1)
+            a, b = committed[i - 1], keys[j - 1]
+            diag = prev[j - 1] + (2 if a == b else 1 if a and b.startswith(a) else -1)
             cur[j] = max(diag, prev[j] - 1, cur[j - 1] - 1)
         prev = cur
     best = max(prev)
