@@ -8,7 +8,7 @@ from rtaudio.errors import ConfigError
 from rtaudio.frames import Word
 from rtaudio.stt.latency_budget import BudgetEvent, LatencyBudget
 from rtaudio.stt.streaming import StreamingConfig
-from rtaudio.stt.window_pass import complete_words, words_text
+from rtaudio.stt.window_pass import complete_words, fuzzy_repeat_start, words_text
 
 
 def test_budget_stretches_cadence_to_pass_time() -> None:
@@ -71,3 +71,15 @@ def test_words_text_keeps_whispers_spacing() -> None:
 def test_bad_streaming_config(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         StreamingConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _w(text: str) -> list[Word]:
+    return [Word(" " + t, i * 0.3, (i + 1) * 0.3) for i, t in enumerate(text.split())]
+
+
+def test_fuzzy_repeat_start_finds_reworded_loops_only() -> None:
+    loop = _w("the morn approach will also be reflecting the terms of address "
+              "the more in approach we will also be reflecting the terms of address")
+    assert fuzzy_repeat_start(loop) == 11
+    assert fuzzy_repeat_start(_w("we choose to go to the moon in this decade and do the other things")) is None
+    assert fuzzy_repeat_start(_w("words words words words and that should be all")) is None

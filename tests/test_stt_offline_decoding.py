@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from rtaudio.errors import ConfigError, ModelNotFetchedError
 from rtaudio.modelstore import model_dir
 from rtaudio.stt.alignment import dtw, dtw_reference, median_filter
-from rtaudio.stt.decoding import _sample_rows, compression_ratio, has_repetition_loop
+from rtaudio.stt.decoding import _sample_rows, compression_ratio, has_repetition_loop, trim_loop
 from rtaudio.stt.logit_filters import SuppressBlank, SuppressTokens, TimestampRules, log_softmax, logsumexp
 from rtaudio.stt.tokenizer import WhisperTokenizer
 
@@ -82,6 +82,13 @@ def test_repetition_loop_detector() -> None:
     assert not has_repetition_loop([*phrase, *phrase])  # said twice: can be real speech
     assert not has_repetition_loop([7, 8, 7, 8, 7, 8])  # "no, no, no": too short to call a loop
     assert not has_repetition_loop(list(range(200)))
+
+
+def test_trim_loop_keeps_real_repeats_and_cuts_runaways() -> None:
+    assert trim_loop([1, 2, *[5] * 40]) == [1, 2, 5, 5, 5, 5]  # "word word word word word ..."
+    assert trim_loop([1, 5, 5, 5, 5, 2]) == [1, 5, 5, 5, 5, 2]  # four times can be real speech
+    assert trim_loop([1, *[2, 3, 4] * 6, 9]) == [1, 2, 3, 4, 2, 3, 4]
+    assert trim_loop(list(range(50))) == list(range(50))
 
 
 def test_compression_ratio_flags_loops() -> None:

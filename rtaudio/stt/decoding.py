@@ -76,7 +76,7 @@ class DecodeOptions:
     condition_on_previous_text: bool = True
     """Long-form: prompt each window with the previous window's text."""
     prompt_reset_on_temperature: float = 0.5
-    """Long-form: drop the carried prompt after a window decoded at or above this temperature."""
+    """Long-form: drop the carried prompt after a window decoded above this temperature."""
     seed: int = 0
     """Random generator seed for temperature sampling (reproducible fallback)."""
 
@@ -120,6 +120,23 @@ def has_repetition_loop(tokens: Sequence[int], min_tokens: int = LOOP_MIN_TOKENS
             if seq[i + k: i + 2 * k] == first and seq[i + 2 * k: i + 3 * k - 1] == first[:-1]:
                 return True
     return False
+
+
+def trim_loop(tokens: Sequence[int], copies: tuple[int, int, int] = (4, 3, 2), max_tokens: int = 24) -> list[int]:
+    """Cut the first repetition loop: where a span of k tokens comes back to back more than
+    `copies[min(k, 3) - 1]` times, keep that many copies and drop everything after (a loop runs to
+    the end of the window). "word word word word" survives; a fifth "word" starts the cut."""
+    seq = list(tokens)
+    n = len(seq)
+    for i in range(n):
+        for k in range(1, max_tokens + 1):
+            keep = copies[min(k, 3) - 1]
+            if i + (keep + 1) * k > n:
+                break
+            span = seq[i: i + k]
+            if all(seq[i + j * k: i + (j + 1) * k] == span for j in range(1, keep + 1)):
+                return seq[: i + keep * k]
+    return seq
 
 
 def compression_ratio(text: str) -> float:
@@ -183,10 +200,21 @@ class WindowDecoder:
             if not self._needs_fallback(result, options):
                 return dataclasses.replace(result, language_probs=language_probs)
             tried.append(result)
-        # every temperature failed: the likeliest result that is not a loop, else the likeliest
+        # every temperature failed: the likeliest result that is not a loop, else the likeliest, cut short
         sane = [h for h in tried if not self._is_loop(h, options)]
         best = max(sane or tried, key=lambda h: h.avg_logprob)
+        if not sane:
+            best = self._trimmed(best)
         return dataclasses.replace(best, language_probs=language_probs)
+
+    def _trimmed(self, h: Hypothesis) -> Hypothesis:
+        """The hypothesis with its repetition loop cut (see `trim_loop`)."""
+        tokens = trim_loop(h.tokens)
+        logprobs = h.token_logprobs[: len(tokens)]
+        text = self.tok.decode(tokens).strip()
+        return dataclasses.replace(h, tokens=tuple(tokens), token_logprobs=logprobs, sum_logprob=sum(logprobs),
+                                   text=text, avg_logprob=sum(logprobs) / (len(tokens) + 1),
+                                   compression_ratio=compression_ratio(text))
 
     def initial_tokens(self, options: DecodeOptions, prompt_tokens: Sequence[int],
                        language: str | None) -> tuple[list[int], list[int]]:
@@ -203,11 +231,10 @@ class WindowDecoder:
 
     # -- internals ---------------------------------------------------------------------------
     def _needs_fallback(self, h: Hypothesis, options: DecodeOptions) -> bool:
-        if options.no_speech_threshold is not None and h.no_speech_prob > options.no_speech_threshold:
-            return False  # silence: a low probability is expected
-        if self._is_loop(h, options):
-            return True
-        return options.logprob_threshold is not None and h.avg_logprob < options.logprob_threshold
+        improbable = options.logprob_threshold is not None and h.avg_logprob < options.logprob_threshold
+        silent = (options.no_speech_threshold is not None and h.no_speech_prob > options.no_speech_threshold
+                  and improbable)  # silence: a low probability is expected, nothing to retry
+        return (improbable or self._is_loop(h, options)) and not silent
 
     def _is_loop(self, h: Hypothesis, options: DecodeOptions) -> bool:
         if options.compression_ratio_threshold is not None and h.compression_ratio > options.compression_ratio_threshold:

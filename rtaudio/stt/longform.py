@@ -73,7 +73,7 @@ class LongFormTranscriber:
         self._segments += new
         for s in result.segments:
             self._prompt += list(s.tokens)
-        if not options.condition_on_previous_text or result.temperature >= options.prompt_reset_on_temperature:
+        if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
             self._prompt = []
         advance = max(MIN_ADVANCE_SAMPLES, round(result.consumed_s * SAMPLE_RATE_HZ))
         advance = min(advance, window.size)

@@ -83,8 +83,8 @@ class StreamingConfig:
     """Beam width of the pass that finalizes a segment at a VAD endpoint; 1 reuses the last partial
     pass when it heard the whole segment (no extra compute: the final comes at once)."""
     context_ms: int = 4000
-    """Audio before the window (already final) that each pass hears again for context; its words
-    are recognized but dropped (by time), so a short segment is not decoded in isolation."""
+    """Audio before a segment that follows a pause (already final) that each pass hears again for
+    context; its words are recognized but dropped, so a short segment is not decoded in isolation."""
     context_words: int = 12
     """The context starts no earlier than the last this many final words (bounds the tokens it costs)."""
     commit_guard_ms: int = 300
@@ -194,6 +194,7 @@ class StreamingRecognizer:
         self._events: list[StreamEvent] = []
         self._segment_id = 0
         self._window_start: int | None = None  # None: no speech segment open
+        self._after_cut = False  # the window starts at a cut in continuous speech (not after a pause)
         self._last_pass: Hypothesis | None = None
         self._last_voiced_end = 0
         self._final_text = ""
@@ -335,6 +336,7 @@ class StreamingRecognizer:
 
     def _open_segment(self, start_sample: int) -> None:
         self._window_start = max(start_sample, self._audio.start)
+        self._after_cut = False
         context_s = (self._window_start - _ms_to_samples(self.config.context_ms)) / SAMPLE_RATE_HZ
         self._stab.reset(anchor=[w for w in self._final_words if w.end_s > context_s])
         self._last_pass = None
@@ -354,7 +356,10 @@ class StreamingRecognizer:
         """One pass over the window [start, end), heard after up to `context_ms` of earlier audio
         (no earlier than the last `context_words` final words)."""
         cfg = self.config
-        ctx = max(start - _ms_to_samples(cfg.context_ms), self._audio.start, 0)
+        # Context only before a segment that follows a pause: right after a cut inside continuous
+        # speech, Whisper tends to skip from the context straight past the window's first words.
+        context = 0 if self._after_cut else _ms_to_samples(cfg.context_ms)
+        ctx = max(start - context, self._audio.start, 0)
         recent = self._final_words[-cfg.context_words:] if cfg.context_words else []
         if len(recent) == cfg.context_words and recent:
             ctx = max(ctx, min(start, int(recent[0].start_s * SAMPLE_RATE_HZ)))
@@ -406,6 +411,7 @@ class StreamingRecognizer:
         self._remember_final(words)
         self._segment_id += 1
         self._window_start = cut
+        self._after_cut = True
         return [final]
 
     def _close_segment(self, end_sample: int) -> list[Caption]:

@@ -2,7 +2,8 @@
 
 The window [start, end) is decoded after some earlier (already final) audio, the context, and is
 padded with silence to a minimum length; then what Whisper says is checked before it is trusted:
-- a decoding loop is cut (`repetition_start`; anywhere when the pass ran out of its token budget);
+- a decoding loop is cut (`repetition_start`; anywhere when the pass ran out of its token budget;
+  `fuzzy_repeat_start` for a loop that rewords itself);
 - words placed in the silence padding were never said, and words of the context are already final;
 - words the alignment left out at the end of the text are put back (see `complete_words`).
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
 from typing import Any
 
 import numpy as np
 
 from rtaudio.frames import Word
 from rtaudio.stt.decoding import DecodeOptions
-from rtaudio.stt.stabilizer import repetition_start
+from rtaudio.stt.stabilizer import normalize_word, repetition_start
 
 SAMPLE_RATE_HZ = 16000
 
@@ -65,6 +67,20 @@ def complete_words(text: str, words: Sequence[Word], content_s: float) -> list[W
     return [*words, *(Word(" " + m, t0 + i * step, t0 + (i + 1) * step, 0.5) for i, m in enumerate(missing))]
 
 
+def fuzzy_repeat_start(words: Sequence[Word], min_words: int = 4, min_ratio: float = 0.8) -> int | None:
+    """Where the hypothesis starts saying again, loosely, what it just said, and goes on so to its end
+    ("... terms of address. The more in approach we will also be reflecting the terms of address.");
+    None if it does not. Exact loops are `repetition_start`'s; this catches the reworded ones."""
+    keys = [normalize_word(w.text) for w in words]
+    for p in range(min_words, len(keys) - min_words + 1):
+        rest = keys[p:]
+        m = len(rest)
+        for q in range(max(0, p - m - 2), max(0, p - m + 2) + 1):
+            if p - q >= min_words and SequenceMatcher(None, keys[q:p], rest).ratio() >= min_ratio:
+                return p
+    return None
+
+
 def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, end: int, prompt: str,
              options: DecodeOptions, spec: WindowPass, clock_ns: Any) -> Hypothesis:
     """Decode window [start, end) of the stream; `audio` holds stream samples from `audio_start` (which is
@@ -80,6 +96,8 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
     raw = [w for seg in result.segments for w in complete_words(seg.text, seg.words, content_s) if w.text.strip()]
     capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
     loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
+    if loop is None:
+        loop = fuzzy_repeat_start(raw)
     offset_s, start_s = audio_start / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ
     words = tuple(
         Word(w.text, offset_s + w.start_s, offset_s + min(max(w.end_s, w.start_s), content_s), w.probability)
