@@ -187,6 +187,8 @@ def main() -> int:
     ap.add_argument("--duration-s", type=float, default=30.0)
     ap.add_argument("--partial-interval-ms", type=float, default=400.0)
     ap.add_argument("--min-silence-ms", type=int, default=400, help="VAD silence that ends a segment (final)")
+    ap.add_argument("--pause-pass-ms", type=float, default=BatchStreamConfig.pause_pass_ms,
+                    help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
     ap.add_argument("--limit-files", type=int, default=0)
@@ -200,7 +202,7 @@ def main() -> int:
     speech = dict(np.load(args.pack / "speech.npz"))
     refs = json.loads((args.pack / "refs.json").read_text())
     names = sorted(speech)[: args.limit_files or None]
-    config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms,
+    config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
                                vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=160))
     vad = args.pack / "silero_vad.onnx"
     engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8)  # warm-up: kernels, allocator
@@ -227,7 +229,7 @@ def main() -> int:
               f"{row['tick_p50_ms']:8.1f} {row['lateness_end_s']:8.2f} {str(row['real_time']):>9}"
               f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick)", flush=True)
     report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms,
-              "min_silence_ms": args.min_silence_ms,
+              "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}
     if args.wer:
         longest = max(len(speech[n_]) for n_ in names) / SR

@@ -100,19 +100,26 @@ def stream_file(recognizer: WhisperRecognizer, vad: SileroVadModel, audio: np.nd
     return run
 
 
+def match_words(ref_words: list[tuple[str, float, float]], audio_s: float, cap: Caption) -> list[int]:
+    """Indexes of the offline words (key, start s, end s) that caption `cap`, emitted when `audio_s` seconds
+    of audio had arrived, shows (difflib alignment against the words heard so far)."""
+    ck = [k for k in (normalize_word(w.text) for w in cap.words) if k]
+    if not ck:
+        return []
+    lo = next((i for i, (_, s, e) in enumerate(ref_words) if e >= cap.start_s - 1.0), len(ref_words))
+    hi = next((i for i, (_, s, _) in enumerate(ref_words) if s >= audio_s), len(ref_words))
+    sm = difflib.SequenceMatcher(None, ck, [k for k, _, _ in ref_words[lo:hi]], autojunk=False)
+    return [lo + b.b + j for b in sm.get_matching_blocks() for j in range(b.size)]
+
+
 def word_latencies(ref_words: list[tuple[str, float, float]], run: StreamRun) -> tuple[list[float], int, list[float]]:
     """(partial latency per offline word seen, offline words never shown, endpoint-final latencies)."""
-    keys = [k for k, _, _ in ref_words]
     first_seen: dict[int, float] = {}
     final_lat: list[float] = []
     for emitted, audio_s, cap in run.timeline:
-        ck = [k for k in (normalize_word(w.text) for w in cap.words) if k]
-        if not ck:
+        matched = match_words(ref_words, audio_s, cap)
+        if not matched:
             continue
-        lo = next((i for i, (_, s, e) in enumerate(ref_words) if e >= cap.start_s - 1.0), len(ref_words))
-        hi = next((i for i, (_, s, _) in enumerate(ref_words) if s >= audio_s), len(ref_words))
-        sm = difflib.SequenceMatcher(None, ck, keys[lo:hi], autojunk=False)
-        matched = [lo + b.b + j for b in sm.get_matching_blocks() for j in range(b.size)]
         for i in matched:
             first_seen.setdefault(i, emitted)
         if cap.stability is Stability.FINAL and cap.segment_id in run.endpoint_finals and matched:
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", type=Path, help="an exported model folder instead of the model store")
     p.add_argument("--limit", type=int, default=0, help="only the first N files of the manifest (0 = all)")
     p.add_argument("--files", nargs="*", default=None, help="only these file names")
+    p.add_argument("--stride", type=int, default=1,
+                   help="only every N-th file of the manifest, from the first (3: 53 files, 296 s; every group)")
     p.add_argument("--noise-s", type=float, default=300.0, help="seconds of silence and of noise (0 = skip)")
     p.add_argument("--interval-ms", type=int, default=StreamingConfig.partial_interval_ms)
     p.add_argument("--prompt-chars", type=int, default=StreamingConfig.prompt_chars)
@@ -177,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     utterances = read_manifest(folder / "manifest.tsv")
     if args.files:
         utterances = [u for u in utterances if u.file in set(args.files)]
+    utterances = utterances[:: max(1, args.stride)]
     if args.limit:
         utterances = utterances[: args.limit]
     config = StreamingConfig(partial_interval_ms=args.interval_ms, prompt_chars=args.prompt_chars,
@@ -246,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model": args.model,
         "files": len(utterances),
+        "stride": max(1, args.stride),
         "audio_s": round(audio_s, 2),
         "config": {k: (v if not hasattr(v, "__dict__") else vars(v)) for k, v in vars(config).items()},
         "chunks_ms": [20, 100],
@@ -254,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         "wer": {name: as_json(s) for name, s in systems.items()},
         "wer_ratio_stream_vs_offline": wer_stream / wer_off if wer_off else None,
         "partial_latency_s": {"median": pct(partial_lat, 50), "p95": pct(partial_lat, 95), "p99": pct(partial_lat, 99),
-                              "words": len(partial_lat), "never_shown": missed, "offline_words": ref_total},
-        "final_latency_s": {"median": pct(final_lat, 50), "p95": pct(final_lat, 95), "count": len(final_lat)},
+                              "words": len(partial_lat), "never_shown": missed, "offline_words": ref_total,
+                              "samples": [round(x, 3) for x in partial_lat]},
+        "final_latency_s": {"median": pct(final_lat, 50), "p95": pct(final_lat, 95), "count": len(final_lat),
+                            "samples": [round(x, 3) for x in final_lat]},
         "stream_rtf": compute_s / audio_s,
         "stream_cpu_cores": cpu_s / audio_s,
         "offline_rtf": offline_s / audio_s,

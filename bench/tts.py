@@ -79,13 +79,13 @@ def _theirs(voice: Any, text: str) -> tuple[float, float, float, float]:
     return first or 0.0, time.perf_counter() - t0, n / voice.config.sample_rate, 0.0
 
 
-def _stats(runs: list[tuple[float, float, float, float]]) -> dict[str, float]:
+def _stats(runs: list[tuple[float, float, float, float]]) -> dict[str, Any]:
     ttfa = sorted(r[0] * 1000 for r in runs)
     rtf = sorted(r[1] / r[2] for r in runs)
     return {"ttfa_ms_min": round(ttfa[0], 1), "ttfa_ms_p50": round(statistics.median(ttfa), 1),
             "ttfa_ms_p90": round(ttfa[int(0.9 * (len(ttfa) - 1))], 1),
             "rtf_p50": round(statistics.median(rtf), 3), "audio_s": round(runs[0][2], 2),
-            "stall_ms_max": round(max(r[3] for r in runs) * 1000, 1)}
+            "stall_ms_max": round(max(r[3] for r in runs) * 1000, 1), "ttfa_ms": [round(x, 1) for x in ttfa]}
 
 
 def latency(ours: PiperVoice, theirs: Any, repeats: int) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "edit": "rtaudio.edit_command",
     "client": "rtaudio.server.client_command",
     "assistant": "rtaudio.assistant.commands",
+    "bench": "rtaudio.stt.bench_command",
 }
 
 

@@ -26,3 +26,16 @@ def speech_manifest(speech_dir: Path) -> dict[str, str]:
     with open(speech_dir / "manifest.tsv", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return {r[0]: r[2] for r in rows[1:]}
+
+
+@pytest.fixture(scope="session")
+def reliability_server():  # type: ignore[no-untyped-def]
+    """One real server with tight limits and an engine fault hook, shared by the fuzz, fault and security tests."""
+    from reliability_support import FaultyHub, reliability_config
+
+    from rtaudio.clock import SystemClock
+    from rtaudio.server.background import BackgroundServer
+
+    config = reliability_config()
+    with BackgroundServer(config, hub=FaultyHub(config, SystemClock())) as srv:
+        yield srv

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from rtaudio.assistant.loop import BargeIn, PlaybackPaused, TurnEnded, UserSpeechStarted, VoiceLoop
+from rtaudio.assistant.loop import (
+    LISTENING,
+    BargeIn,
+    PlaybackPaused,
+    TurnCancelled,
+    TurnEnded,
+    TurnLikely,
+    UserSpeechStarted,
+    VoiceLoop,
+)
 from rtaudio.assistant.responders import EchoResponder
 from rtaudio.assistant.runner import AssistantRunner
+from rtaudio.assistant.turns import TurnConfig
 from rtaudio.stt.recognizer import WhisperRecognizer
-from rtaudio.stt.streaming import StreamingConfig, StreamingRecognizer
-from rtaudio.stt.vad import VadConfig
+from rtaudio.stt.streaming import StreamingRecognizer
 from rtaudio.tts.config import SynthesisConfig
 from rtaudio.tts.voice import PiperVoice
 
@@ -27,8 +37,7 @@ def models():  # type: ignore[no-untyped-def]
 
 def make_loop(models) -> tuple[VoiceLoop, AssistantRunner]:  # type: ignore[no-untyped-def]
     rec, voice = models
-    cfg = StreamingConfig(vad=VadConfig(min_speech_ms=96, min_silence_ms=256, speech_pad_ms=96))
-    loop = VoiceLoop(StreamingRecognizer(rec, cfg))
+    loop = VoiceLoop(StreamingRecognizer(rec, LISTENING))
     runner = AssistantRunner(loop, EchoResponder(words_per_delta=3), voice, SynthesisConfig(noise_scale=0, noise_w=0))
     return loop, runner
 
@@ -111,3 +120,57 @@ def test_own_voice_fed_back_is_not_a_user_turn(models, speech_dir: Path) -> None
     assert len(turns) == 1, f"the assistant heard itself: {[t.text for t in turns]}"
     assert not [e for _, e in events if isinstance(e, BargeIn)]
     assert len(started) >= 1
+
+
+def test_reply_is_prepared_during_the_pause_and_played_on_the_turn_end(models, speech_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    loop, runner = make_loop(models)
+    user = speech(speech_dir, "librispeech_2412-153948-0002.flac")
+    mic = np.concatenate([np.zeros(8000, np.float32), user, np.zeros(16000 * 6, np.float32)])
+    events, speaker = pump(loop, runner, mic)
+    likely = [(i, e) for i, e in events if isinstance(e, TurnLikely)]
+    ended = [(i, e) for i, e in events if isinstance(e, TurnEnded)]
+    assert len(likely) == 1 and len(ended) == 1
+    (i_likely, ev_likely), (i_end, ev_end) = likely[0], ended[0]
+    assert i_likely < i_end, "prepared before the turn detector's wait was over"
+    assert ev_end.prepared and ev_end.reply_id == ev_likely.reply_id and ev_end.text == ev_likely.text
+    assert not np.any(speaker[:i_end]), "nothing plays before the turn is confirmed"
+    assert np.abs(speaker[i_end:]).max() > 0.05
+    assert [m.role for m in loop.history] == ["user", "assistant"]
+
+
+def test_prepared_reply_is_dropped_when_the_user_goes_on(models, speech_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    rec, voice = models
+    patient = TurnConfig(complete_silence_ms=1500, default_silence_ms=1500, continuation_silence_ms=2000)
+    loop = VoiceLoop(StreamingRecognizer(rec, LISTENING), patient)
+    runner = AssistantRunner(loop, EchoResponder(words_per_delta=3), voice, SynthesisConfig(noise_scale=0, noise_w=0))
+    first = speech(speech_dir, "librispeech_2412-153948-0002.flac")
+    second = speech(speech_dir, "librispeech_3752-4944-0000.flac")
+    pause = np.zeros(int(16000 * 0.3), np.float32)  # with the recordings own silences: past the VAD endpoint, short of the turn wait
+    mic = np.concatenate([np.zeros(8000, np.float32), first, pause, second, np.zeros(16000 * 4, np.float32)])
+    events, speaker = pump(loop, runner, mic)
+    kinds = [type(e).__name__ for _, e in events if isinstance(e, (TurnLikely, TurnCancelled, TurnEnded))]
+    assert kinds[:2] == ["TurnLikely", "TurnCancelled"], kinds
+    ended = [e for _, e in events if isinstance(e, TurnEnded)]
+    assert len(ended) == 1 and "honest" in ended[0].text.lower() and len(ended[0].text.split()) > 14
+    assert np.abs(speaker).max() > 0.05, "the reply to the whole turn plays"
+    assert [m.role for m in loop.history] == ["user"] and loop.history[0].content == ended[0].text
+
+
+def test_listener_thread_answers_while_the_audio_side_only_feeds_and_pulls(models, speech_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    loop, runner = make_loop(models)
+    seen: list[object] = []
+    runner.start_listening(seen.extend)
+    user = speech(speech_dir, "librispeech_2412-153948-0002.flac")
+    mic = np.concatenate([np.zeros(8000, np.float32), user, np.zeros(16000 * 8, np.float32)])
+    played = []
+    try:
+        for i in range(0, len(mic), STEP):
+            played.append(runner.pull_speaker(STEP))
+            runner.feed_mic(mic[i:i + STEP])
+            time.sleep(0.005)  # 4x real time: the listener takes what has queued up in one go
+    finally:
+        runner.stop()
+    assert not runner.errors
+    ended = [e for e in seen if isinstance(e, TurnEnded)]
+    assert len(ended) == 1 and "honest" in ended[0].text.lower()
+    assert np.abs(np.concatenate(played)).max() > 0.05, "the reply was spoken"

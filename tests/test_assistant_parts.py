@@ -19,7 +19,7 @@ from rtaudio.assistant.responders import (
     OpenAIChatResponder,
     ResponderError,
 )
-from rtaudio.assistant.turns import BargeInPolicy, TurnDetector
+from rtaudio.assistant.turns import BargeInPolicy, TurnConfig, TurnDetector
 
 
 def test_nlms_kernel_equals_numpy_reference() -> None:
@@ -72,6 +72,16 @@ def test_turn_detector_waits_longer_after_a_conjunction() -> None:
     assert not t.is_end_of_turn("", 5000), "no words, no turn"
     assert t.is_end_of_turn("What time is it?", 400)
     assert not t.is_end_of_turn("What time is it and", 400)
+
+
+def test_a_full_stop_after_a_dangling_word_still_expects_more() -> None:
+    """Whisper often writes "and." at a pause; "so." can end a sentence ("I think so.")."""
+    turns = TurnDetector()
+    assert not turns.expects_more("No one will doubt my being so.")
+    assert turns.expects_more("I went to the shop and.")
+    assert turns.expects_more("I went to the shop and")
+    assert turns.expects_more("I think so")  # no full stop: "so" may lead on
+    assert turns.silence_needed_ms("No one will doubt my being so.") == TurnConfig().complete_silence_ms
 
 
 def test_backchannels_and_coughs_do_not_interrupt() -> None:

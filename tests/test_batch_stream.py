@@ -107,3 +107,42 @@ def test_decoding_loops_are_cut() -> None:
     s._pending_finals.append((0, 16000 * 4))
     (cap,) = s.apply(r, "the two kittens. the two kittens. the two kittens. the two kittens. the two")
     assert cap.text.lower().count("kittens") == 1
+
+
+def test_a_pause_in_speech_makes_a_partial_due_before_the_cadence() -> None:
+    """The last words of a phrase are decoded ~0.1 s after the speech pauses, not at the next cadence tick."""
+    stream = BatchStream(0, BatchStreamConfig(partial_interval_ms=2000, pause_pass_ms=96))
+    frames = 20  # 640 ms of speech
+    stream.accept(np.zeros(512 * (frames + 3), np.float32))
+    stream.accept_vad(np.full(frames, 0.9, np.float32))
+    assert stream.request() is None, "speech goes on: wait for the cadence"
+    stream.accept_vad(np.zeros(2, np.float32))
+    assert stream.request() is None, "64 ms of silence is not a pause yet"
+    stream.accept_vad(np.zeros(1, np.float32))
+    r = stream.request()
+    assert r is not None and not r.final and r.end_sample == 512 * (frames + 3)
+    assert r.due_s == pytest.approx((512 * frames + 1536) / 16000)
+    stream.apply(r, "hello world")
+    assert stream.request() is None, "that decode heard the end of the speech"
+    assert BatchStream(1, BatchStreamConfig(pause_pass_ms=None)).request() is None
+    with pytest.raises(ConfigError):
+        BatchStreamConfig(pause_pass_ms=10)
+
+
+def test_growing_hypotheses_keep_their_word_breaks() -> None:
+    """Partials that grow pass by pass must not glue words together ("straykittens") in partials or final."""
+    stream = BatchStream(0, BatchStreamConfig(pause_pass_ms=None))
+    stream.accept(np.zeros(512 * 100, np.float32))
+    stream.accept_vad(np.full(60, 0.9, np.float32))
+    texts = ["the two", "the two stray kit.", "the two stray kittens gradually", "the two stray kittens gradually make"]
+    shown = []
+    for i, text in enumerate(texts):
+        caps = stream.apply(WindowRequest(0, 0, 512 * (20 + 10 * i), False, 0.0), text)
+        shown += [c.text for c in caps]
+    assert shown[-1] == "the two stray kittens gradually make"
+    assert all(" " in t or len(t.split()) == 1 for t in shown) and not any("straykit" in t for t in shown)
+    stream.accept_vad(np.zeros(20, np.float32))
+    r = stream.request()
+    assert r is not None and r.final
+    (final,) = stream.apply(r, "the two stray kittens gradually make themselves at home.")
+    assert final.text == "the two stray kittens gradually make themselves at home."

@@ -1,4 +1,4 @@
-"""Polyphase resampler: kernel vs numpy reference, chunked == whole, quality vs soxr, errors."""
+"""Polyphase resampler: kernels vs numpy references, chunked == whole, quality vs soxr, errors."""
 
 from __future__ import annotations
 
@@ -11,12 +11,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtaudio.dsp import resample as resample_module
-from rtaudio.dsp.resample import Resampler, ResamplerConfig, design_filter_bank, resample, resample_reference
+from rtaudio.dsp import resample_fft
+from rtaudio.dsp.resample import (
+    WHOLE_SIGNAL,
+    Resampler,
+    ResamplerConfig,
+    design_filter_bank,
+    resample,
+    resample_reference,
+)
 from rtaudio.dsp.sweep import exp_sweep, resample_quality
 from rtaudio.errors import AudioError, ConfigError, SampleRateError
 
 RATES = [8000, 16000, 22050, 24000, 44100, 48000]
 PAIRS = [(a, b) for a, b in itertools.product(RATES, RATES) if a != b]
+FFT_PAIRS = [(48000, 16000), (16000, 48000), (24000, 16000), (16000, 24000), (8000, 16000), (22050, 44100),
+             (24000, 48000), (8000, 48000)]
+DIRECT = ResamplerConfig(max_block_ms=0.0)
+FFT = WHOLE_SIGNAL  # 64 ms blocks
+CONFIGS = [FFT, DIRECT, ResamplerConfig(max_block_ms=12.0),  # default, direct, short FFT blocks
+           ResamplerConfig(40.0 / 80.0, 1.0, 40.0, max_block_ms=12.0)]  # a short filter: FFT sizes 64 and 128
 
 
 def _noise(n: int, seed: int = 0) -> np.ndarray:
@@ -33,14 +47,66 @@ def test_kernel_matches_numpy_reference(in_rate: int, out_rate: int) -> None:
 
 @pytest.mark.parametrize("in_rate,out_rate", [(48000, 16000), (16000, 48000), (24000, 16000), (44100, 16000)])
 def test_each_kernel_matches_numpy_reference(in_rate: int, out_rate: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both kernels (per-phase FIR and dot product) on the same ratio, forced via the dispatch limit."""
+    """The direct kernels (per-phase FIR and dot product, forced via the dispatch limit) and the FFT engine."""
     x = _noise(2000, 7)
     ref = resample_reference(x, in_rate, out_rate)
     for limit in (0, 1000):  # 0: every ratio takes the dot kernel; 1000: every ratio the phase kernel
         monkeypatch.setattr(resample_module, "MAX_PHASE_KERNEL_RATIO", limit)
         resample_module._kernel_plan.cache_clear()
-        np.testing.assert_allclose(resample(x, in_rate, out_rate), ref, atol=1e-6)
+        np.testing.assert_allclose(resample(x, in_rate, out_rate, DIRECT), ref, atol=1e-6)
     resample_module._kernel_plan.cache_clear()
+    monkeypatch.setattr(resample_fft, "MAX_FFT_RATIO", 1000)  # 44.1k -> 16k too
+    r = Resampler(in_rate, out_rate, ResamplerConfig(max_block_ms=200.0))
+    assert r.engine == "fft"
+    np.testing.assert_allclose(np.concatenate([r.push(x), r.flush()]), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("in_rate,out_rate", FFT_PAIRS)
+def test_fft_engine_for_small_ratios_within_block_budget(in_rate: int, out_rate: int) -> None:
+    for budget_ms in (48.0, 64.0):
+        r = Resampler(in_rate, out_rate, ResamplerConfig(max_block_ms=budget_ms))
+        assert r.engine == "fft" and budget_ms / 4 < r.block_ms <= budget_ms
+    assert Resampler(in_rate, out_rate, DIRECT).engine == "direct"
+    assert Resampler(44100, 16000).engine == "direct" and Resampler(22050, 48000).engine == "direct"
+
+
+@pytest.mark.parametrize("in_rate,out_rate,nfft", [(48000, 16000, 512), (48000, 16000, 2048), (16000, 48000, 1024),
+                                                   (24000, 16000, 256), (16000, 24000, 512), (8000, 48000, 4096)])
+def test_fft_blocks_match_numpy_fft_reference(in_rate: int, out_rate: int, nfft: int) -> None:
+    """The Numba block kernel vs the same overlap-save done with np.fft in float64, and vs direct."""
+    plan = resample_fft.design_fft_plan(design_filter_bank(in_rate, out_rate), nfft)
+    x = _noise(6000, nfft)
+    n_out = math.ceil(x.size * out_rate / in_rate)
+    ref = resample_fft.blocks_reference(plan, x.astype(np.float64), n_out)
+    np.testing.assert_array_equal(ref, resample_reference(x, in_rate, out_rate))  # float64 both: same rounding
+    out = np.full(n_out, np.nan, np.float32)
+    n_blocks = -(-n_out // (plan.up * plan.hop))
+    resample_fft.run_blocks(plan, resample_fft.FftScratch(plan), x, 0, x.size, 0, n_blocks, out, 0)
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    part = np.full(n_out - 37, np.nan, np.float32)  # one block at a time, into a window that starts mid-block
+    for b in range(n_blocks):
+        resample_fft.run_blocks(plan, resample_fft.FftScratch(plan), x, 0, x.size, b, 1, part, 37)
+    np.testing.assert_array_equal(part, out[37:])
+
+
+@pytest.mark.parametrize("n", [8, 16, 64, 512, 2048])
+def test_fft_matches_numpy_fft(n: int) -> None:
+    plan = resample_fft.design_fft_plan(design_filter_bank(48000, 16000), 2 * n) if n >= 256 else None
+    rng = np.random.default_rng(n)
+    z = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    m = np.arange(n)
+    h = np.maximum(1, 2 ** np.floor(np.log2(np.maximum(m, 1))).astype(np.int64))
+    t = m - h
+    st_re, st_im = np.cos(np.pi * t / h).astype(np.float32), (-np.sin(np.pi * t / h)).astype(np.float32)
+    bits = int(math.log2(n))
+    rev = np.array([int(f"{i:0{bits}b}"[::-1], 2) for i in range(n)], np.int64)
+    if plan is not None:  # the plan builds the same tables
+        np.testing.assert_array_equal(plan.twiddles[0, 1:], st_re[1:])
+        np.testing.assert_array_equal(plan.rev, rev)
+    for sign, ref in ((1, np.fft.fft(z)), (-1, np.fft.ifft(z) * n)):
+        re, im = z.real[rev].astype(np.float32), z.imag[rev].astype(np.float32)  # it takes bit-reversed input
+        resample_fft._fft_jit(re, im, st_re, (sign * st_im).astype(np.float32))
+        np.testing.assert_allclose(re + 1j * im, ref, atol=2e-6 * n ** 0.5 * math.log2(n))
 
 
 def test_fill_streams_matches_numpy() -> None:
@@ -51,29 +117,34 @@ def test_fill_streams_matches_numpy() -> None:
     np.testing.assert_array_equal(xs, padded[5 + np.arange(40)[None, :] * 3 + np.arange(3)[:, None]])
 
 
-@settings(max_examples=30, deadline=None)
-@given(pair=st.sampled_from(PAIRS), n=st.integers(0, 3000), seed=st.integers(0, 2**16),
-       chunk_max=st.integers(1, 900))
-def test_chunked_equals_whole(pair: tuple[int, int], n: int, seed: int, chunk_max: int) -> None:
+@settings(max_examples=40, deadline=None)
+@given(pair=st.sampled_from(PAIRS + FFT_PAIRS), config=st.sampled_from(CONFIGS), n=st.integers(0, 6000),
+       seed=st.integers(0, 2**16), chunk_max=st.integers(1, 2000))
+def test_chunked_equals_whole(pair: tuple[int, int], config: ResamplerConfig, n: int, seed: int,
+                              chunk_max: int) -> None:
     x = _noise(n, seed)
     rng = np.random.default_rng(seed)
-    r = Resampler(*pair)
+    r = Resampler(*pair, config)
     parts, i = [], 0
     while i < n:
         k = int(rng.integers(0, chunk_max + 1))  # empty pushes too
         parts.append(r.push(x[i:i + k]))
         i += k
+        assert r.samples_out == r.outputs_ready(min(i, n))  # each push returns exactly what is ready
     parts.append(r.flush())
-    np.testing.assert_array_equal(np.concatenate(parts), resample(x, *pair))
+    np.testing.assert_array_equal(np.concatenate(parts), resample(x, *pair, config))
     assert r.samples_out == math.ceil(n * pair[1] / pair[0])
 
 
-def test_output_is_time_aligned_and_streams() -> None:
-    """A 440 Hz tone keeps its phase (no delay) and output flows before flush."""
+@pytest.mark.parametrize("config", [FFT, DIRECT], ids=["fft", "direct"])
+def test_output_is_time_aligned_and_streams(config: ResamplerConfig) -> None:
+    """A 440 Hz tone keeps its phase (no delay) and output flows before flush, within the stated latency."""
     x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)).astype(np.float32)
-    r = Resampler(48000, 16000)
+    r = Resampler(48000, 16000, config)
     first = r.push(x[:4800])
-    assert first.size == math.ceil((4800 - r.latency_in_samples) / 3)  # outputs whose window is complete
+    assert first.size == r.outputs_ready(4800) >= math.ceil((4800 - r.latency_in_samples) / 3) > 0
+    if r.engine == "direct":
+        assert first.size == math.ceil((4800 - r.latency_in_samples) / 3)  # outputs whose window is complete
     y = np.concatenate([first, r.push(x[4800:]), r.flush()])
     ideal = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
     assert np.max(np.abs(y[800:-800] - ideal[800:-800])) < 1e-5
@@ -83,11 +154,13 @@ def test_output_is_time_aligned_and_streams() -> None:
                                               (22050, 48000), (8000, 16000)])
 def test_quality_within_1db_of_soxr(in_rate: int, out_rate: int) -> None:
     soxr = pytest.importorskip("soxr")
-    ours = resample_quality(lambda x: resample(x, in_rate, out_rate), in_rate, out_rate, duration_s=1.0)
     peer = resample_quality(lambda x: soxr.resample(x, in_rate, out_rate), in_rate, out_rate, duration_s=1.0)
-    assert ours.snr_db > 110 and ours.snr_db >= peer.snr_db - 1.0
-    if peer.aliasing_db is not None:
-        assert ours.aliasing_db is not None and ours.aliasing_db <= peer.aliasing_db + 1.0
+    for config in (FFT, DIRECT):
+        ours = resample_quality(lambda x, c=config: resample(x, in_rate, out_rate, c), in_rate, out_rate,
+                                duration_s=1.0)
+        assert ours.snr_db > 110 and ours.snr_db >= peer.snr_db - 1.0
+        if peer.aliasing_db is not None:
+            assert ours.aliasing_db is not None and ours.aliasing_db <= peer.aliasing_db + 1.0
 
 
 def test_passband_flat_and_stopband_rejected() -> None:
@@ -125,6 +198,8 @@ def test_bad_input_gives_clear_errors() -> None:
         resample(np.zeros(10, np.int16), 48000, 16000)
     with pytest.raises(ConfigError):
         ResamplerConfig(passband_end_fraction=1.0, stopband_begin_fraction=0.9)
+    with pytest.raises(ConfigError):
+        ResamplerConfig(max_block_ms=-1.0)
     r = Resampler(48000, 16000)
     r.flush()
     with pytest.raises(ConfigError):

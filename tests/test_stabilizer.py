@@ -206,3 +206,26 @@ def test_context_heard_again_is_dropped() -> None:
     la.reset(anchor=prev)
     la.insert(W("the terms are new", start=3.0))
     assert texts(la.tail) == "the terms are new"
+
+
+def test_committed_letters_grow_under_another_spelling() -> None:
+    """Spelled letters: "D.A" committed, then Whisper writes "D-A-J-N-H": the new letters are kept."""
+    la = LocalAgreement(2)
+    la.insert([Word(" D.A.", 0.0, 1.0)])
+    la.insert([Word(" D.A", 0.0, 1.0)])
+    assert texts(la.committed) == "D.A"
+    la.insert([Word(" D-A-J-N-H", 0.0, 2.0), Word(" 96", 2.0, 2.5)])
+    assert [w.text for w in la.tail] == ["-J-N-H", " 96"]
+    assert texts(la.finish([Word(" D-A-J-N-H", 0.0, 2.0), Word(" 96.", 2.0, 2.5)])) == "D.A-J-N-H 96."
+
+
+def test_committed_digits_heard_again_with_other_word_breaks() -> None:
+    """"71624" committed, then the same digits come one per word: nothing is shown twice or lost."""
+    la = LocalAgreement(2)
+    la.insert([Word(" 71624", 0.0, 1.4)])
+    la.insert([Word(" 71624", 0.0, 1.4)])
+    hyp = [Word(" " + d, 0.2 * i, 0.2 * (i + 1)) for i, d in enumerate("7162446")]
+    la.insert(hyp)
+    assert texts(la.tail) == "4 6"
+    final = la.finish([Word(" 716", 0.0, 0.6), Word(" 2446714", 0.6, 2.0)])
+    assert texts(final) == "71624" + "46714"

@@ -23,19 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtaudio.assistant.loop import BargeIn, Partial, TurnEnded, VoiceLoop
+    from rtaudio.assistant.loop import LISTENING, BargeIn, Partial, TurnEnded, VoiceLoop
     from rtaudio.assistant.responders import EchoResponder, OpenAIChatConfig, OpenAIChatResponder, Responder
     from rtaudio.assistant.runner import AssistantRunner
     from rtaudio.io.devices import Microphone, Speaker
     from rtaudio.stt.recognizer import WhisperRecognizer
-    from rtaudio.stt.streaming import StreamingConfig, StreamingRecognizer
-    from rtaudio.stt.vad import VadConfig
+    from rtaudio.stt.streaming import StreamingRecognizer
     from rtaudio.tts.voice import PiperVoice
 
     responder: Responder = EchoResponder() if args.responder == "echo" else OpenAIChatResponder(
         OpenAIChatConfig(base_url=args.base_url, model=args.llm_model, api_key_env=args.api_key_env))
-    stream = StreamingRecognizer(WhisperRecognizer.load(args.model),
-                                 StreamingConfig(vad=VadConfig(min_speech_ms=96, min_silence_ms=256, speech_pad_ms=96)))
+    stream = StreamingRecognizer(WhisperRecognizer.load(args.model), LISTENING)
     loop = VoiceLoop(stream, clock=SystemClock())
     runner = AssistantRunner(loop, responder, PiperVoice.load(args.voice))
     with Microphone(16000, args.input_device) as mic, Speaker(16000, args.output_device) as speaker:

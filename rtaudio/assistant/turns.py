@@ -15,6 +15,11 @@ CONTINUATION_WORDS = frozenset(
     "and but or so because if then that which who when while although though since unless until "
     "the a an to of for with in on at my your their our um uh er erm like".split()
 )
+DANGLING_WORDS = frozenset(
+    "and but or because if although though unless the a an of my your their our um uh er erm".split()
+)
+"""Words no sentence ends on: the user goes on even when the recognizer put a full stop after them
+(Whisper often does at a pause); "so", "that", "with"... can end one ("I think so.")."""
 BACKCHANNELS = frozenset(
     "yeah yes yep yup mhm mm mmm hmm uh-huh uhhuh right ok okay sure alright cool wow oh ah aha i see".split()
 )
@@ -48,14 +53,21 @@ class TurnDetector:
 
     def silence_needed_ms(self, partial: str) -> float:
         text = partial.strip()
-        words = _words(text)
-        if not words:
-            return self.config.continuation_silence_ms
-        if words[-1] in CONTINUATION_WORDS or text.endswith((",", "-", "...")):
+        if self.expects_more(text):
             return self.config.continuation_silence_ms
         if text.endswith((".", "?", "!")):
             return self.config.complete_silence_ms
         return self.config.default_silence_ms
+
+    def expects_more(self, partial: str) -> bool:
+        """The text ends on a conjunction, article or filler (or a comma, dash, ellipsis): the user goes on."""
+        text = partial.strip()
+        words = _words(text)
+        if not words or text.endswith((",", "-", "...")):
+            return True
+        if text.endswith((".", "?", "!")):
+            return words[-1] in DANGLING_WORDS
+        return words[-1] in CONTINUATION_WORDS
 
     def is_end_of_turn(self, partial: str, silence_ms: float) -> bool:
         return bool(_words(partial)) and silence_ms >= self.silence_needed_ms(partial)

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from rtaudio.dsp.pcm import to_mono
-from rtaudio.dsp.resample import Resampler
+from rtaudio.dsp.resample import WHOLE_SIGNAL, Resampler
 from rtaudio.errors import AudioError, EmptyAudioError, ToolMissingError, UnsupportedFormatError
 from rtaudio.frames import AudioBlock
 
@@ -110,7 +110,7 @@ class AudioReader:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.rate_hz = target_rate_hz or self.source_rate_hz
         self.duration_s = duration
-        self._resampler = Resampler(self.source_rate_hz, self.rate_hz) if self.rate_hz != self.source_rate_hz else None
+        self._resampler = Resampler(self.source_rate_hz, self.rate_hz, WHOLE_SIGNAL) if self.rate_hz != self.source_rate_hz else None
 
     def _raw_chunks(self) -> Iterator[np.ndarray]:
         if self._sf is not None:

@@ -4,7 +4,8 @@ Websocket endpoints (each a sans-I/O wire protocol driving a `Session`):
     /v1/stream    native rtaudio protocol (PROTOCOL.md)
     /v1/realtime  OpenAI Realtime-style transcription session
     /v1/listen    Deepgram-style live transcription
-HTTP endpoints: GET / (browser page), /static/*, /healthz, /metrics;
+    /v1/assistant voice assistant conversation (AssistantSession, assistant_protocol.py)
+HTTP endpoints: GET / (browser page), /overlay (OBS caption overlay), /static/*, /healthz, /metrics;
 POST /v1/audio/speech, /v1/audio/transcriptions (OpenAI-style).
 """
 
@@ -25,6 +26,10 @@ from websockets.http11 import Request
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.errors import AuthError, CapacityError, MessageTooLargeError, ProtocolError, RtAudioError
 from rtaudio.log import get_logger, log_event
+from rtaudio.server.admission import AdmissionControl
+from rtaudio.server.assistant_protocol import AssistantProtocol
+from rtaudio.server.assistant_session import AssistantSession
+from rtaudio.server.broadcast import CaptionBroadcast
 from rtaudio.server.config import ServerConfig
 from rtaudio.server.connection import ConnectionGone, IdleTimeout, WebSocket, make_protocol
 from rtaudio.server.deepgram import DeepgramProtocol
@@ -35,7 +40,9 @@ from rtaudio.server.http import (
     HttpResponse,
     error_response,
     json_response,
+    origin_allowed,
     parse_head,
+    static_file,
 )
 from rtaudio.server.metrics import ServerMetrics
 from rtaudio.server.openai_http import OpenAIAudioEndpoints
@@ -46,7 +53,10 @@ from rtaudio.server.wire import CLOSE_GOING_AWAY, Wire
 
 log = get_logger("rtaudio.server")
 
+AnySession = Session | AssistantSession
+
 STATIC_DIR = Path(__file__).parent / "static"
+PAGES = {"/": "index.html", "/overlay": "overlay.html"}
 HEAD_TIMEOUT_S = 10.0
 SUBPROTOCOLS = (PROTOCOL_NAME, "realtime", "token")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -58,6 +68,7 @@ WEBSOCKET_ROUTES: dict[str, Callable[..., Wire]] = {
     "/v1/stream": lambda req, limits, clock: SessionProtocol(limits, clock),
     "/v1/realtime": lambda req, limits, clock: RealtimeProtocol(limits, clock, query=req.query),
     "/v1/listen": lambda req, limits, clock: DeepgramProtocol(limits, clock, query=req.query),
+    "/v1/assistant": lambda req, limits, clock: AssistantProtocol(limits, clock),
 }
 
 
@@ -94,11 +105,14 @@ class Server:
         self.hub = hub or ModelHub(config, self.clock)
         self.pools = WorkerPools(config.decode_workers, config.tts_workers)
         self.metrics = ServerMetrics()
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, AnySession] = {}
+        self.broadcast = CaptionBroadcast()
+        self.admission = AdmissionControl(config.admission, config.decode_workers)
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._closing = False
         self._connections: set[asyncio.Task[None]] = set()
+        self._api_requests = 0  # POST /v1/* in progress
         self.http = OpenAIAudioEndpoints(self.hub, self.pools, self.metrics, config.limits)
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -166,11 +180,8 @@ class Server:
 
     def _origin_allowed(self, req: HttpRequest) -> bool:
         """Browsers send Origin: allow the server's own page and the configured origins only."""
-        origin = req.headers.get("origin")
-        if origin is None or "*" in self.config.allowed_origins or origin in self.config.allowed_origins:
-            return True
-        host = req.headers.get("host", "")
-        return origin in (f"http://{host}", f"https://{host}")
+        return origin_allowed(req.headers.get("origin"), req.headers.get("host", ""), self.config.allowed_origins,
+                              self.config.host)
 
     def _authorized(self, req: HttpRequest) -> bool:
         if self.config.token is None:
@@ -224,8 +235,13 @@ class Server:
 
     async def _run_session(self, ws: WebSocket, wire: Wire, endpoint: str) -> None:
         session_id = f"s{next(self._ids)}-{secrets.token_hex(3)}"
-        session = Session(session_id, endpoint, wire, self.hub, self.pools, self.metrics, self.config.limits,
-                          self.clock)
+        session: AnySession
+        if isinstance(wire, AssistantProtocol):
+            session = AssistantSession(session_id, endpoint, wire, self.hub, self.pools, self.metrics,
+                                       self.config.limits, self.clock, self.config.assistant, self.admission)
+        else:
+            session = Session(session_id, endpoint, wire, self.hub, self.pools, self.metrics, self.config.limits,
+                              self.clock, self.broadcast, self.admission)
         self.sessions[session_id] = session
         self.metrics.sessions_total.inc(1, endpoint)
         self.metrics.sessions_active.inc(1, endpoint)
@@ -268,7 +284,7 @@ class Server:
             log_event(log, logging.INFO, "session closed", session=session_id, endpoint=endpoint,
                       code=wire.close_code, gone=gone)
 
-    async def _read_loop(self, ws: WebSocket, wire: Wire, session: Session) -> None:
+    async def _read_loop(self, ws: WebSocket, wire: Wire, session: AnySession) -> None:
         idle = self.config.limits.idle_timeout_s
         while wire.close_code is None:
             await session.wait_for_room()
@@ -281,12 +297,17 @@ class Server:
             wire.receive_message(message)
             session.handle(wire.events_received())
 
-    async def _write_loop(self, ws: WebSocket, session: Session) -> None:
+    async def _write_loop(self, ws: WebSocket, session: AnySession) -> None:
         try:
             while (message := await session.outbox.get()) is not None:
-                await ws.send(message)
+                # A client that reads nothing for the idle time is gone for us: without this bound its
+                # session (and queued bytes) would stay forever, since pending output counts as busy.
+                await asyncio.wait_for(ws.send(message), self.config.limits.idle_timeout_s)
         except ConnectionGone:
             session.outbox.discard()
+        except asyncio.TimeoutError:
+            self.metrics.drops.inc(session.outbox.discard(), "slow_consumer")
+            ws.abort()
 
     # -- plain HTTP -----------------------------------------------------------------------------------------
     async def _read_body(self, req: HttpRequest, reader: asyncio.StreamReader) -> None:
@@ -311,11 +332,12 @@ class Server:
         if req.method == "GET" and path == "/healthz":
             await self._respond(writer, json_response({
                 "status": "shutting_down" if self._closing else "ok", "sessions": len(self.sessions),
-                "models": list(self.config.models), "voices": list(self.config.voices)}), path)
+                "models": list(self.config.models), "voices": list(self.config.voices),
+                "caption_channels": self.broadcast.stats()}), path)
         elif req.method == "GET" and path == "/metrics":
             await self._respond(writer, HttpResponse(200, self.metrics.render().encode(),
                                                      "text/plain; version=0.0.4; charset=utf-8"), path)
-        elif req.method in ("GET", "HEAD") and (path in ("/", "/demo.wav") or path.startswith("/static/")):
+        elif req.method in ("GET", "HEAD") and (path in (*PAGES, "/demo.wav") or path.startswith("/static/")):
             response = self._static(path)
             if req.method == "HEAD":
                 head_only = HttpResponse(response.status, b"", response.content_type, response.headers)
@@ -331,18 +353,27 @@ class Server:
                 await self._respond(writer, error_response(401, "unauthorized", "missing or wrong token"), path)
             elif not self._origin_allowed(req):
                 await self._respond(writer, error_response(403, "unauthorized", "origin not allowed"), path)
+            elif self._api_requests >= self.config.limits.max_sessions:  # each may hold a whole upload
+                await self._respond(writer, error_response(503, "over_capacity", "too many requests in progress"), path)
             else:
+                self._api_requests += 1
                 try:
-                    await self._read_body(req, reader)
-                except (RtAudioError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
-                    status = 413 if isinstance(e, MessageTooLargeError) else 400
-                    await self._respond(writer, error_response(status, getattr(e, "code", "protocol_error"),
-                                                               str(e) or "incomplete body"), path)
-                    return
-                status = await self.http.handle(req, writer)
-                self.metrics.http_requests.inc(1, path, str(status))
+                    await self._api_request(req, reader, writer)
+                finally:
+                    self._api_requests -= 1
         else:
             await self._respond(writer, error_response(404, "not_found", f"nothing at {req.method} {path}"))
+
+    async def _api_request(self, req: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._read_body(req, reader)
+        except (RtAudioError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            status = 413 if isinstance(e, MessageTooLargeError) else 400
+            await self._respond(writer, error_response(status, getattr(e, "code", "protocol_error"),
+                                                       str(e) or "incomplete body"), req.path)
+            return
+        status = await self.http.handle(req, writer)
+        self.metrics.http_requests.inc(1, req.path, str(status))
 
     def _static(self, path: str) -> HttpResponse:
         if path == "/demo.wav":
@@ -350,8 +381,8 @@ class Server:
             if demo is None or not Path(demo).is_file():
                 return error_response(404, "not_found", "no demo recording on this server (run `rtaudio demo`)")
             return HttpResponse(200, Path(demo).read_bytes(), "audio/wav")
-        name = "index.html" if path == "/" else path[len("/static/"):]
-        target = (STATIC_DIR / name).resolve()
-        if STATIC_DIR.resolve() not in target.parents or not target.is_file():
-            return error_response(404, "not_found", f"no static file {name!r}")
+        name = PAGES.get(path) or path[len("/static/"):]
+        target = static_file(STATIC_DIR, name)
+        if target is None:
+            return error_response(404, "not_found", f"no static file {name[:100]!r}")
         return HttpResponse(200, target.read_bytes(), STATIC_TYPES.get(target.suffix, "application/octet-stream"))

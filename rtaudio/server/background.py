@@ -14,13 +14,15 @@ from typing import Any, TypeVar
 
 from rtaudio.server.app import Server
 from rtaudio.server.config import ServerConfig
+from rtaudio.server.engine import ModelHub
 
 T = TypeVar("T")
 
 
 class BackgroundServer:
-    def __init__(self, config: ServerConfig, start_timeout_s: float = 120.0) -> None:
+    def __init__(self, config: ServerConfig, start_timeout_s: float = 120.0, hub: ModelHub | None = None) -> None:
         self.config = config
+        self.hub = hub
         self.start_timeout_s = start_timeout_s
         self.server: Server | None = None
         self._loop = asyncio.new_event_loop()
@@ -28,7 +30,7 @@ class BackgroundServer:
 
     def __enter__(self) -> BackgroundServer:
         self._thread.start()
-        self.server = Server(self.config)
+        self.server = Server(self.config, hub=self.hub)
         self.call(self.server.start(), self.start_timeout_s)
         return self
 

@@ -3,6 +3,7 @@
     rtaudio client FILE [--fast]          stream a recording at real-time pace, print live captions
     rtaudio client --mic                  caption the microphone until Ctrl-C
     rtaudio client say "Hello." -o x.wav  synthesize speech on the server, save it
+    rtaudio client assistant FILE -o reply.wav   talk to the voice assistant with a recording, save its replies
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", metavar="FILE | say TEXT",
-                        help="an audio file to caption, or `say` followed by the text to speak")
+    parser.add_argument("args", nargs="*", metavar="FILE | say TEXT | assistant FILE",
+                        help="an audio file to caption, `say` followed by the text to speak, or `assistant` and a "
+                             "recording to talk to the voice assistant with")
     parser.add_argument("--mic", action="store_true", help="caption the default microphone")
     parser.add_argument("--device", help="input device (name or index) for --mic")
-    parser.add_argument("-o", "--output", help="where `say` writes its audio (wav)")
+    parser.add_argument("-o", "--output", help="where `say` or `assistant` writes its audio (wav)")
     parser.add_argument("--url", default=os.environ.get("RTAUDIO_URL", DEFAULT_URL),
                         help=f"server websocket URL (default {DEFAULT_URL}, or $RTAUDIO_URL)")
     parser.add_argument("--token", default=os.environ.get("RTAUDIO_TOKEN"), help="auth token ($RTAUDIO_TOKEN)")
@@ -69,11 +71,14 @@ class CaptionPrinter:
         return f"partial caption latency p50 {p50:.0f} ms, p95 {p95:.0f} ms ({len(self.partial_latencies)} partials)"
 
 
-async def caption_file(url: str, token: str | None, path: str, fast: bool, printer: CaptionPrinter) -> None:
+async def caption_file(url: str, token: str | None, path: str, fast: bool, printer: CaptionPrinter,
+                       config: dict[str, Any] | None = None) -> None:
+    """Stream a recording; `config`: more session settings (e.g. a broadcast `channel`)."""
     from rtaudio.io.files import read_audio
 
     audio, rate = read_audio(path)
-    async with await StreamClient.connect(url, {"audio": {"sample_rate_hz": rate}}, token=token) as client:
+    async with await StreamClient.connect(url, {**(config or {}), "audio": {"sample_rate_hz": rate}},
+                                          token=token) as client:
         sender = asyncio.create_task(_send_then_end(client, audio, fast))
         async for event in client:
             printer.show(event)
@@ -89,7 +94,8 @@ async def _send_then_end(client: StreamClient, audio: np.ndarray, fast: bool) ->
     await client.end_audio()
 
 
-async def caption_mic(url: str, token: str | None, device: str | None, printer: CaptionPrinter) -> None:
+async def caption_mic(url: str, token: str | None, device: str | None, printer: CaptionPrinter,
+                      config: dict[str, Any] | None = None) -> None:
     """The sound-card callback only copies into a preallocated ring; a task sends what it holds every 20 ms."""
     from rtaudio.errors import DeviceError
     from rtaudio.ring import RingBuffer
@@ -110,7 +116,8 @@ async def caption_mic(url: str, token: str | None, device: str | None, printer: 
                              callback=callback)
     except Exception as e:  # sounddevice raises PortAudioError / ValueError for bad devices
         raise DeviceError(f"cannot open the microphone: {e}") from e
-    async with await StreamClient.connect(url, {"audio": {"sample_rate_hz": rate}}, token=token) as client:
+    async with await StreamClient.connect(url, {**(config or {}), "audio": {"sample_rate_hz": rate}},
+                                          token=token) as client:
 
         async def pump() -> None:
             while True:
@@ -141,8 +148,42 @@ async def say(url: str, token: str | None, text: str, output: str) -> str:
             f"first chunk after {first:.0f} ms")
 
 
+async def assistant(url: str, token: str | None, path: str, output: str | None, fast: bool) -> str:
+    """Talk to `/v1/assistant` with a recording (real-time pace, 4x with --fast); print the conversation."""
+    from rtaudio.io.files import read_audio, write_audio
+    from rtaudio.server.assistant_client import AssistantClient
+
+    if url.rstrip("/").endswith("/v1/stream"):
+        url = url.rstrip("/")[: -len("/v1/stream")] + "/v1/assistant"
+    audio, rate = read_audio(path)
+    async with await AssistantClient.connect(url, {"audio": {"sample_rate_hz": rate}}, token=token) as client:
+        result = await client.converse(audio, speed=4.0 if fast else 1.0)
+    for event in result.events:
+        d = event.data
+        if event.type == "assistant.turn":
+            print(f"you:       {d['text']}")
+        elif event.type == "assistant.reply":
+            print(f"assistant: {d['text']}")
+        elif event.type == "assistant.barge_in":
+            print(f"(interrupted after: {d['heard_text']!r})")
+        elif event.type == "assistant.timings" and d["first_audio_ms"] is not None:
+            print(f"           end of turn {d['end_of_turn_ms']:.0f} ms, first token {d['first_token_ms']:.0f} ms, "
+                  f"first audio {d['first_audio_ms']:.0f} ms after your speech ended")
+        elif event.type == "error":
+            print(f"server: {d['code']}: {d['message']}", file=sys.stderr)
+    if output:
+        write_audio(output, result.reply_audio, client.output_rate_hz)
+        return f"wrote {output}: {len(result.reply_audio) / client.output_rate_hz:.2f} s of replies"
+    return f"{len(result.turns)} turn(s)"
+
+
 def run(args: argparse.Namespace) -> int:
     printer = CaptionPrinter(args.json)
+    if args.args and args.args[0] == "assistant":
+        if len(args.args) != 2:
+            raise ConfigError("usage: rtaudio client assistant FILE [-o replies.wav] [--fast]")
+        print(asyncio.run(assistant(args.url, args.token, args.args[1], args.output, args.fast)), file=sys.stderr)
+        return 0
     if args.args and args.args[0] == "say":
         text = " ".join(args.args[1:])
         if not text.strip() or not args.output:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from rtaudio.server.config import ServerConfig, ServerLimits
+from rtaudio.server.config import AssistantServiceConfig, ServerConfig, ServerLimits
 
 HELP = "serve live captions and speech over websockets + HTTP (browser page at /)"
 
@@ -37,6 +37,15 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                              "page; '*' allows any (repeatable)")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve https/wss with this certificate chain")
     parser.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+    a = AssistantServiceConfig()
+    parser.add_argument("--responder", choices=["echo", "openai"], default=a.responder,
+                        help="who answers /v1/assistant sessions: echo (offline rules, default) or openai "
+                             "(an OpenAI-compatible chat server: llama.cpp, Ollama, vLLM)")
+    parser.add_argument("--llm-base-url", default=a.llm_base_url, metavar="URL",
+                        help=f"chat server for --responder openai (default {a.llm_base_url})")
+    parser.add_argument("--llm-model", default=a.llm_model, help=f"chat model name (default {a.llm_model})")
+    parser.add_argument("--llm-api-key-env", default=a.llm_api_key_env, metavar="VAR",
+                        help=f"environment variable with the chat server's API key (default {a.llm_api_key_env})")
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -45,7 +54,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_certfile=args.tls_cert,
                         tls_keyfile=args.tls_key, decode_workers=args.decode_workers,
                         models=tuple(args.models or d.models), voices=tuple(args.voices or d.voices), limits=limits,
-                        allowed_origins=tuple(args.origins or ()))
+                        allowed_origins=tuple(args.origins or ()),
+                        assistant=AssistantServiceConfig(args.responder, args.llm_base_url, args.llm_model,
+                                                         args.llm_api_key_env))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

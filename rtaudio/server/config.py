@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from rtaudio.errors import ConfigError
+from rtaudio.server.admission import AdmissionConfig
+from rtaudio.stt.latency_budget import LatencyBudgetConfig
 
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 192000
 MAX_CHANNELS = 8
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class Encoding(enum.Enum):
@@ -36,6 +40,13 @@ def parse_encoding(value: Any, where: str) -> Encoding:
     if not isinstance(value, str) or value.lower() not in aliases:
         raise ConfigError(f"{where}: unsupported encoding {value!r}; use 'pcm_s16le' or 'pcm_f32le'")
     return Encoding(aliases[value.lower()])
+
+
+def check_channel(value: Any) -> str:
+    """A caption broadcast channel name (it appears in overlay URLs, so no spaces or slashes)."""
+    if not isinstance(value, str) or not CHANNEL_NAME.fullmatch(value):
+        raise ConfigError(f"channel must be 1-64 letters, digits, '.', '_' or '-', got {value!r}")
+    return value
 
 
 def _check_rate(value: int, where: str) -> None:
@@ -69,8 +80,12 @@ class SessionConfig:
     tts_encoding: Encoding = Encoding.PCM_S16LE
     tts_sample_rate_hz: int | None = None
     """None: the voice's own rate (22050 Hz for piper-joe)."""
+    channel: str | None = None
+    """Caption broadcast channel: this session's captions also go to its subscribers (the OBS overlay)."""
 
     def __post_init__(self) -> None:
+        if self.channel is not None:
+            check_channel(self.channel)
         _check_rate(self.input_sample_rate_hz, "audio.sample_rate_hz")
         if self.tts_sample_rate_hz is not None:
             _check_rate(self.tts_sample_rate_hz, "tts.sample_rate_hz")
@@ -102,7 +117,8 @@ class SessionConfig:
         sections = {"audio": ("encoding", "sample_rate_hz", "channels"),
                     "vad": ("enabled", "threshold", "min_silence_ms"),
                     "tts": ("voice", "encoding", "sample_rate_hz")}
-        flat = {"model": str, "language": (str, type(None)), "partial_interval_ms": int, "partials": bool, "words": bool}
+        flat = {"model": str, "language": (str, type(None)), "partial_interval_ms": int, "partials": bool, "words": bool,
+                "channel": (str, type(None))}
         for key, value in obj.items():
             if key in flat:
                 _typed(value, flat[key], key)
@@ -130,6 +146,7 @@ class SessionConfig:
                     "min_silence_ms": self.vad_min_silence_ms},
             "tts": {"voice": self.tts_voice, "encoding": self.tts_encoding.value,
                     "sample_rate_hz": self.tts_sample_rate_hz},
+            "channel": self.channel,
         }
 
 
@@ -201,6 +218,25 @@ class ServerLimits:
 
 
 @dataclass(frozen=True)
+class AssistantServiceConfig:
+    """Who answers `/v1/assistant` sessions: chosen by the operator (`rtaudio serve --responder`), never by a
+    client, so no client can make the server connect to an address of its choosing."""
+
+    responder: str = "echo"
+    """"echo": offline rules (no network); "openai": an OpenAI-compatible chat-completions server."""
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_model: str = "local"
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the chat server's API key (read when a reply starts)."""
+
+    def __post_init__(self) -> None:
+        if self.responder not in ("echo", "openai"):
+            raise ConfigError(f"responder must be 'echo' or 'openai', got {self.responder!r}")
+        if not self.llm_base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"llm_base_url must be http(s)://, got {self.llm_base_url!r}")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """How `rtaudio serve` runs: address, auth, TLS, workers, models and limits."""
 
@@ -227,6 +263,12 @@ class ServerConfig:
     shutdown_grace_s: float = 5.0
     """On shutdown, how long sessions get to flush their final captions."""
     limits: ServerLimits = field(default_factory=ServerLimits)
+    budget: LatencyBudgetConfig = field(default_factory=LatencyBudgetConfig)
+    """Latency targets of every caption session and its degradation ladder (PROTOCOL.md "Latency budgets")."""
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    """When a new caption session is refused to keep the running ones within budget."""
+    assistant: AssistantServiceConfig = field(default_factory=AssistantServiceConfig)
+    """The responder of voice assistant sessions (`/v1/assistant`)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -130,10 +130,16 @@ class WebSocket:
                 self.protocol.send_close(code, reason)
                 self.flush()
                 await asyncio.wait_for(self._await_close(), CLOSE_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionError, OSError):
+        except asyncio.TimeoutError:
+            self.abort()  # a peer that reads nothing would keep a plain close (and its buffer) forever
+        except (ConnectionError, OSError):
             pass
         finally:
             self.writer.close()
+
+    def abort(self) -> None:
+        """Drop the connection now, with whatever is still buffered for it."""
+        self.writer.transport.abort()
 
     async def _await_close(self) -> None:
         await self.writer.drain()

@@ -21,6 +21,7 @@ from rtaudio.errors import UnknownModelError
 from rtaudio.frames import Caption
 from rtaudio.server.config import ServerConfig, SessionConfig
 from rtaudio.server.events import VadEvent
+from rtaudio.stt.latency_budget import BudgetEvent
 
 STREAM_RATE_HZ = 16000  # what recognizers take
 
@@ -30,11 +31,17 @@ T = TypeVar("T")
 class CaptionStream(Protocol):
     """One session's recognizer state (rtaudio.stt.streaming.StreamingRecognizer, adapted)."""
 
-    def accept_waveform(self, samples: np.ndarray, sample_rate: int = STREAM_RATE_HZ) -> None: ...
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = STREAM_RATE_HZ,
+                        arrival_ns: int | None = None) -> None:
+        """`arrival_ns`: when the newest of these samples reached the server (the session clock)."""
+        ...
     def is_ready(self) -> bool: ...
-    def decode(self) -> list[Caption | VadEvent]: ...
+    def decode(self) -> list[Caption | VadEvent | BudgetEvent]: ...
     def input_finished(self) -> None: ...
-    def finalize(self) -> list[Caption | VadEvent]:
+    def stage_times(self) -> list[tuple[str, float]]:
+        """(stage, seconds) recorded since the last call (rtaudio.latency stage names)."""
+        ...
+    def finalize(self) -> list[Caption | VadEvent | BudgetEvent]:
         """End the segment in progress now (its caption becomes final); the stream goes on."""
         ...
     def reset(self) -> None:
@@ -116,8 +123,10 @@ class ModelHub:
         """
         from rtaudio.server.stream_adapter import open_caption_stream
 
+        fallback = self.config.budget.fallback_model
+        fallback_recognizer = self.recognizer(fallback) if fallback and fallback != session.model else None
         return open_caption_stream(self.recognizer(session.model), self.vad_model(), session, self.clock,
-                                   offset_samples, first_segment_id)
+                                   offset_samples, first_segment_id, self.config.budget, fallback_recognizer)
 
     def vad_model(self) -> Any:
         with self._lock:
@@ -134,6 +143,9 @@ class ModelHub:
         for name in (self.default_model, "silero-vad", *self.config.voices[:1]):
             ensure_model(name)
         self.recognizer(self.default_model)
+        if self.config.budget.fallback_model:  # the ladder's last rung must not load it mid-session
+            ensure_model(self.config.budget.fallback_model)
+            self.recognizer(self.config.budget.fallback_model)
         self.vad_model()
         if self.config.preload_voice:
             self.voice(self.config.voices[0])

@@ -12,6 +12,7 @@ from typing import Union
 import numpy as np
 
 from rtaudio.errors import RtAudioError
+from rtaudio.server.assistant_config import AssistantConfig
 from rtaudio.server.config import SessionConfig
 
 
@@ -68,6 +69,13 @@ class CancelSpeech:
 
 
 @dataclass(frozen=True)
+class Subscribe:
+    """Follow the captions published on `channel` (read-only viewer, e.g. the OBS overlay)."""
+
+    channel: str
+
+
+@dataclass(frozen=True)
 class ClientMistake:
     """The client broke the protocol; already answered on the wire, reported here for metrics."""
 
@@ -75,7 +83,15 @@ class ClientMistake:
     fatal: bool
 
 
-ClientEvent = Union[StartSession, AudioIn, Flush, ClearAudio, EndOfAudio, Speak, CancelSpeech, ClientMistake]  # noqa: UP007
+@dataclass(frozen=True)
+class StartAssistant:
+    """Start a voice assistant session (`/v1/assistant`) with the client's settings."""
+
+    config: AssistantConfig
+
+
+ClientEvent = Union[StartSession, AudioIn, Flush, ClearAudio, EndOfAudio, Speak, CancelSpeech, Subscribe,  # noqa: UP007
+                    ClientMistake, StartAssistant]
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -89,6 +91,51 @@ def parse_head(head: bytes) -> HttpRequest:
         if len(headers) > MAX_HEADERS:
             raise ProtocolError("too many HTTP headers")
     return HttpRequest(method.upper(), target, headers, head)
+
+
+def static_file(root: Path, name: str) -> Path | None:
+    """The regular file `name` inside `root`, or None. Never a path outside it: `..`, absolute names and
+    symlinks leading out are resolved first and refused; percent-escapes are not decoded (a literal
+    `..%2f` names no file); NUL bytes and backslashes are refused."""
+    if not name or "\x00" in name or "\\" in name:
+        return None
+    try:
+        base = root.resolve()
+        target = (base / name).resolve()
+        inside = base in target.parents and target.is_file()
+    except (OSError, ValueError, RuntimeError):  # bad names, symlink loops
+        return None
+    return target if inside else None
+
+
+def _is_local_name(hostname: str, server_host: str) -> bool:
+    """A host name no other web site can point at this server through DNS: an IP literal, localhost,
+    or the name the server was configured to bind."""
+    if hostname in ("localhost", server_host.lower()):
+        return True
+    try:
+        ipaddress.ip_address(hostname)
+        return True
+    except ValueError:
+        return False
+
+
+def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...], server_host: str) -> bool:
+    """Browsers send `Origin`; programs usually do not and are not affected.
+
+    Allowed: the configured origins ("*" for any) and the server's own page (Origin is this very
+    Host). The own page counts only under a local name (`_is_local_name`): with DNS rebinding, a
+    foreign page re-pointed at 127.0.0.1 also sends Origin == Host, but under its own DNS name.
+    """
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    if origin not in (f"http://{host}", f"https://{host}"):
+        return False
+    try:
+        hostname = (urlsplit(origin).hostname or "").lower()
+    except ValueError:  # "http://[::1" and the like
+        return False
+    return _is_local_name(hostname, server_host)
 
 
 class ChunkedDecoder:

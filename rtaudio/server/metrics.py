@@ -61,6 +61,11 @@ class Counter(_Metric):
     def get(self, *labels: str) -> float:
         return self._values.get(tuple(labels), 0.0)
 
+    def remove(self, *labels: str) -> None:
+        """Forget one label set (a closed session's series)."""
+        with self._lock:
+            self._values.pop(self._key(labels), None)
+
     def render(self) -> list[str]:
         with self._lock:
             items = sorted(self._values.items())
@@ -96,6 +101,13 @@ class Histogram(_Metric):
 
     def count(self, *labels: str) -> int:
         return sum(self._counts.get(tuple(labels), []))
+
+    def remove(self, *labels: str) -> None:
+        """Forget one label set (a closed session's series)."""
+        key = self._key(labels)
+        with self._lock:
+            self._counts.pop(key, None)
+            self._sums.pop(key, None)
 
     def quantile(self, q: float, *labels: str) -> float:
         """Upper bucket bound holding the q-quantile (coarse; for logs and tests)."""
@@ -137,18 +149,42 @@ class ServerMetrics:
         self.rtf = Gauge("rtaudio_rtf", "Real-time factor of the last decode steps (compute s / audio s, < 1 keeps up).")
         self.captions = Counter("rtaudio_captions_total", "Caption events sent.", ["stability"])
         self.latency = Histogram("rtaudio_stage_latency_seconds",
-                                 "Per-stage latency: queue (audio arrival to step start), decode (one recognizer "
-                                 "step), partial and final (audio arrival to caption sent), tts_first_chunk, "
-                                 "http_transcription.", ["stage"])
+                                 "Per-stage latency: queue (step submitted to worker start), ring_wait (audio "
+                                 "arrival to step start), decode (one recognizer step), resample, vad, encoder, "
+                                 "decoder, align, pass, stabilizer, send (step end to caption sent), partial and "
+                                 "final (audio arrival to caption sent), tts_first_chunk, http_transcription.",
+                                 ["stage"])
+        self.session_latency = Histogram("rtaudio_session_latency_seconds",
+                                         "Per open session: partial and final (audio arrival to caption sent) "
+                                         "and pass (one Whisper pass).", ["session", "stage"])
+        self.session_rung = Gauge("rtaudio_session_degradation_rung",
+                                  "Per open session: degradation ladder rung in force (0 full quality ... "
+                                  "4 smaller model).", ["session"])
+        self.budget_steps = Counter("rtaudio_budget_steps_total",
+                                    "Degradation ladder steps taken by sessions, by direction and new rung.",
+                                    ["direction", "rung"])
+        self.admission_cost = Gauge("rtaudio_admission_session_cost",
+                                    "Measured CPU seconds per audio second of one live session.")
+        self.admission_capacity = Gauge("rtaudio_admission_capacity_sessions",
+                                        "Live sessions the measured cost allows.")
         self.drops = Counter("rtaudio_dropped_total", "Things dropped by back-pressure policy.", ["kind"])
         self.errors = Counter("rtaudio_errors_total", "Errors by stable code.", ["code"])
         self.tts_seconds = Counter("rtaudio_tts_audio_seconds_total", "Seconds of speech synthesized.")
         self.http_requests = Counter("rtaudio_http_requests_total", "HTTP requests.", ["path", "status"])
+        self.assistant_latency = Histogram("rtaudio_assistant_turn_latency_seconds",
+                                           "Voice assistant turns, mic-stream seconds after the end of the user's "
+                                           "speech: end_of_turn (turn decided), first_token (responder), "
+                                           "first_audio (first reply sample sent: voice-to-voice).", ["stage"])
+        self.assistant_turns = Counter("rtaudio_assistant_turns_total",
+                                       "Voice assistant turns by outcome (answered, interrupted, silent).",
+                                       ["outcome"])
         self._all: list[_Metric] = [
             self.sessions_active, self.sessions_total, self.sessions_refused, self.audio_seconds,
             self.decode_seconds, self.rtf, self.captions, self.latency, self.drops, self.errors,
-            self.tts_seconds, self.http_requests,
+            self.tts_seconds, self.http_requests, self.session_latency, self.session_rung, self.budget_steps,
+            self.admission_cost, self.admission_capacity,
         ]
+        self._all += [self.assistant_latency, self.assistant_turns]
 
     def render(self) -> str:
         lines: list[str] = []

@@ -5,9 +5,11 @@
     <binary PCM>, <binary PCM>, ...        -> {"type":"caption","is_final":false,..} ...
     {"type":"tts.speak","id":"r1",..}      -> {"type":"tts.started"}, <binary PCM>..., {"type":"tts.done"}
     {"type":"audio.end"}                   -> {"type":"caption","is_final":true,..}, {"type":"audio.ended"}
+    {"type":"captions.subscribe","channel":"main"} -> {"type":"captions.subscribed"}, captions of that channel
 
-States: AWAITING_START -> STREAMING -> AUDIO_ENDED. Server binary messages are always speech audio
-of the one speech request in progress (requests are answered one at a time, in order).
+States: AWAITING_START -> STREAMING -> AUDIO_ENDED, or AWAITING_START -> SUBSCRIBED (a read-only caption
+viewer). Server binary messages are always speech audio of the one speech request in progress (requests
+are answered one at a time, in order).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from rtaudio.errors import ConfigError, ProtocolError, RtAudioError, TextError
 from rtaudio.frames import Caption
-from rtaudio.server.config import Encoding, SessionConfig
+from rtaudio.server.config import Encoding, SessionConfig, check_channel
 from rtaudio.server.events import (
     AudioIn,
     CancelSpeech,
@@ -30,9 +32,11 @@ from rtaudio.server.events import (
     Speak,
     SpeechDone,
     StartSession,
+    Subscribe,
     VadEvent,
 )
 from rtaudio.server.wire import Wire, decode_pcm, encode_pcm, error_code
+from rtaudio.stt.latency_budget import BudgetEvent
 
 PROTOCOL_NAME = "rtaudio.v1"
 
@@ -42,6 +46,7 @@ class State(enum.Enum):
     STARTING = "starting"
     STREAMING = "streaming"
     AUDIO_ENDED = "audio_ended"
+    SUBSCRIBED = "subscribed"
 
 
 def caption_json(caption: Caption, timing: CaptionTiming, words: bool, now_ms: float) -> dict[str, Any]:
@@ -82,6 +87,8 @@ class SessionProtocol(Wire):
     def _on_binary(self, data: bytes) -> None:
         # Audio may follow "session.start" at once, before "session.started" comes back.
         config = self._pending if self.state is State.STARTING else self.config
+        if self.state is State.SUBSCRIBED:
+            raise ProtocolError("a caption subscriber sends no audio")
         if self.state is State.AWAITING_START or config is None:
             raise ProtocolError('binary audio before "session.start"')
         if self.state is State.AUDIO_ENDED:
@@ -102,6 +109,8 @@ class SessionProtocol(Wire):
             config = SessionConfig.from_json(msg.get("config"))
             self.state, self._pending = State.STARTING, config
             self._emit(StartSession(config))
+        elif kind == "captions.subscribe":
+            self._on_subscribe(msg)
         elif kind in ("audio.flush", "audio.end"):
             self._require(State.STREAMING, kind)
             if kind == "audio.flush":
@@ -118,17 +127,27 @@ class SessionProtocol(Wire):
             self._emit(CancelSpeech(request_id))
         else:
             raise ProtocolError(
-                f"unknown message type {kind!r}; expected session.start, audio.flush, audio.end, "
-                "tts.speak, tts.cancel or ping"
+                f"unknown message type {kind!r}; expected session.start, captions.subscribe, audio.flush, "
+                "audio.end, tts.speak, tts.cancel or ping"
             )
 
     def _require(self, state: State, kind: str) -> None:
         if self.state is not state:
             raise ProtocolError(f"{kind!r} not allowed in state {self.state.value}")
 
+    def _on_subscribe(self, msg: dict[str, Any]) -> None:
+        if self.state is not State.AWAITING_START:
+            raise ProtocolError('"captions.subscribe" must be the first message (instead of "session.start")')
+        channel = check_channel(msg.get("channel"))
+        self.state = State.SUBSCRIBED
+        self._emit(Subscribe(channel))
+        self._send_json({"type": "captions.subscribed", "channel": channel, "server_time_ms": self.now_ms()})
+
     def _on_speak(self, msg: dict[str, Any]) -> None:
         if self.state is State.AWAITING_START:
             raise ProtocolError('"tts.speak" before "session.start"')
+        if self.state is State.SUBSCRIBED:
+            raise ProtocolError('a caption subscriber cannot use "tts.speak"')
         request_id = msg.get("id")
         if request_id is None:
             self._next_request += 1
@@ -172,6 +191,12 @@ class SessionProtocol(Wire):
 
     def send_flushed(self, reason: str) -> None:
         self._send_json({"type": "audio.flushed", "server_time_ms": self.now_ms()})
+
+    def send_budget(self, event: BudgetEvent) -> None:
+        self._send_json({"type": "budget", "degraded": event.degraded, "level": event.level, "rung": event.rung,
+                         "lag_ms": round(1000 * event.lag_s, 1), "budget_ms": event.budget_ms,
+                         "partial_interval_ms": event.interval_ms, "skipped_partials": event.skipped_partials,
+                         "server_time_ms": self.now_ms()})
 
     def send_audio_ended(self, audio_s: float) -> None:
         self._send_json({"type": "audio.ended", "audio_s": round(audio_s, 3), "server_time_ms": self.now_ms()})

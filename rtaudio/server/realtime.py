@@ -43,6 +43,15 @@ def _served_model(name: Any, default: str) -> str:
     return default
 
 
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """A JSON object field that may be absent (null): {} then; any other type is a ConfigError."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be an object")
+    return value
+
+
 class RealtimeProtocol(Wire):
     name = "openai-realtime"
 
@@ -126,8 +135,8 @@ class RealtimeProtocol(Wire):
         """GA `session.update` with `session.type = "transcription"`."""
         if s.get("type", "transcription") != "transcription":
             raise ConfigError("only transcription sessions are served here (session.type = 'transcription')")
-        audio_in = (s.get("audio") or {}).get("input") or {}
-        fmt = audio_in.get("format") or {"type": "audio/pcm", "rate": REALTIME_RATE_HZ}
+        audio_in = _object(_object(s.get("audio"), "session.audio").get("input"), "session.audio.input")
+        fmt = _object(audio_in.get("format"), "session.audio.input.format") or {"type": "audio/pcm"}
         if fmt.get("type") != "audio/pcm":
             raise UnsupportedFormatError(f"audio format {fmt.get('type')!r} is not supported; use 'audio/pcm'")
         rate = fmt.get("rate", REALTIME_RATE_HZ)
@@ -147,7 +156,10 @@ class RealtimeProtocol(Wire):
             if "threshold" in turn:
                 vad["threshold"] = turn["threshold"]
             if "silence_duration_ms" in turn:
-                vad["min_silence_ms"] = max(100, int(turn["silence_duration_ms"]))
+                silence = turn["silence_duration_ms"]
+                if isinstance(silence, bool) or not isinstance(silence, (int, float)) or not 0 <= silence < 1e6:
+                    raise ConfigError(f"turn_detection.silence_duration_ms must be a number of ms, got {silence!r}")
+                vad["min_silence_ms"] = max(100, int(silence))
             cfg["vad"] = vad
         return SessionConfig.from_json(cfg, base=self._config)
 

@@ -51,6 +51,10 @@ class AudioRing:
         out, _ = self._ring.read(max_samples)
         return out
 
+    def arrivals_since(self, sample_index: int) -> list[tuple[int, int]]:
+        """(end sample, arrival ns) of the blocks past `sample_index`, copied (on the loop) for a worker."""
+        return [a for a in self._arrivals if a[0] > sample_index]
+
     def arrival_ns(self, sample_index: int) -> int | None:
         """When the block holding input sample `sample_index - 1` arrived (None if unknown).
 

@@ -12,17 +12,20 @@ once (control outranks data). Policies (see PROTOCOL.md "Back-pressure"):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtaudio.clock import Clock
+from rtaudio.clock import Clock, ThreadCpuClock
 from rtaudio.dsp.resample import Resampler
 from rtaudio.errors import CapacityError, ConfigError, RtAudioError
 from rtaudio.frames import Caption
 from rtaudio.log import get_logger, log_event
+from rtaudio.server.admission import AdmissionControl, SessionLoad
+from rtaudio.server.broadcast import CaptionBroadcast
 from rtaudio.server.config import ServerLimits, SessionConfig
 from rtaudio.server.engine import STREAM_RATE_HZ, CaptionStream, ModelHub, WorkerPools
 from rtaudio.server.events import (
@@ -37,17 +40,20 @@ from rtaudio.server.events import (
     SessionInfo,
     Speak,
     StartSession,
+    Subscribe,
     VadEvent,
 )
 from rtaudio.server.metrics import ServerMetrics
 from rtaudio.server.outbox import Outbox
 from rtaudio.server.ring import AudioRing
-from rtaudio.server.speech import SpeechJob, SpeechQueue, run_speech_job
+from rtaudio.server.speech import MAX_WAITING_REQUESTS, SpeechJob, SpeechQueue, run_speech_job
 from rtaudio.server.wire import CLOSE_GOING_AWAY, Wire
+from rtaudio.stt.latency_budget import BudgetEvent
 
 log = get_logger("rtaudio.server.session")
 
 MAX_STEP_MS = 1000  # audio fed per worker step, so sessions take turns on the workers
+LIVE_BACKLOG_MS = 600  # a backlog this short is fed whole: a partial then shows the newest audio (latency budget)
 
 
 @dataclass
@@ -61,16 +67,25 @@ class _Op:
 
 @dataclass
 class _StepResult:
-    items: list[tuple[Caption | VadEvent, int]] = field(default_factory=list)  # item, input samples decoded
+    items: list[tuple[Caption | VadEvent | BudgetEvent, int]] = field(default_factory=list)  # item, input decoded
     compute_s: float = 0.0
     audio_samples: int = 0
     queue_s: float = 0.0
+    cpu_s: float = 0.0  # the worker thread's CPU time (admission's cost measure)
+    stages: list[tuple[str, float]] = field(default_factory=list)  # (rtaudio.latency stage, seconds)
+    done_ns: int = 0
 
 
 class Session:
     def __init__(self, session_id: str, endpoint: str, wire: Wire, hub: ModelHub, pools: WorkerPools,
-                 metrics: ServerMetrics, limits: ServerLimits, clock: Clock) -> None:
+                 metrics: ServerMetrics, limits: ServerLimits, clock: Clock,
+                 broadcast: CaptionBroadcast | None = None, admission: AdmissionControl | None = None) -> None:
         self.session_id, self.endpoint = session_id, endpoint
+        self.broadcast = broadcast
+        self.admission = admission
+        self.load: SessionLoad | None = None  # set once admitted
+        self._cpu_clock = ThreadCpuClock()
+        self._rung = 0  # degradation rung of the stream (BudgetEvent.level)
         self.wire, self.hub, self.pools, self.metrics, self.limits, self.clock = wire, hub, pools, metrics, limits, clock
         self.outbox = Outbox(limits.outbound_high_water_bytes, limits.outbound_max_bytes)
         self.outbox.on_drain(self._send_pending_partial)
@@ -111,10 +126,15 @@ class Session:
                 self._enqueue(_Op("clear", self._pos()))
             elif isinstance(ev, EndOfAudio):
                 self._enqueue(_Op("end", self._pos(), close_after=ev.close_after))
+            elif isinstance(ev, Speak) and self._speech.full:
+                self.wire.client_error(CapacityError(f"more than {MAX_WAITING_REQUESTS} speech requests waiting"),
+                                       request_id=ev.request_id)
             elif isinstance(ev, Speak):
                 self._speech.put(SpeechJob(ev, self.config))
             elif isinstance(ev, CancelSpeech):
                 self._speech.cancel(ev.request_id)
+            elif isinstance(ev, Subscribe):
+                self._on_subscribe(ev.channel)
             elif isinstance(ev, ClientMistake):
                 self.metrics.errors.inc(1, ev.error.code)
         self.pump()
@@ -163,6 +183,13 @@ class Session:
         """Stop the session's tasks (after flushing finals for up to `grace_s`); idempotent."""
         if grace_s > 0:
             await self.flush_finals(grace_s)
+        if self.broadcast is not None:
+            self.broadcast.leave(self)
+        if self.admission is not None:
+            self.admission.release(self.session_id)
+        for stage in ("partial", "final", "pass"):
+            self.metrics.session_latency.remove(self.session_id, stage)
+        self.metrics.session_rung.remove(self.session_id)
         self.closed = True
         self._speech.cancel(None)
         for t in self._tasks:
@@ -177,7 +204,30 @@ class Session:
         self._ops.append(op)
         self._wake.set()
 
+    def _admit(self) -> bool:
+        """Admission control at the first start: False (and the client told, fatally) when refused."""
+        if self.admission is None or self.load is not None:
+            return True
+        try:
+            self.load = self.admission.admit(self.session_id)
+        except CapacityError as e:
+            self.metrics.sessions_refused.inc(1, "latency_budget")
+            self.wire.fail(e)
+            return False
+        return True
+
     def _on_start(self, config: SessionConfig) -> None:
+        if self.config is None and not self._admit():
+            return
+        if self.config is not None and config.channel != self.config.channel:
+            self.wire.client_error(ConfigError("the channel cannot change during a session"))
+            return
+        if self.config is None and config.channel is not None:
+            try:
+                self._require_broadcast().claim(config.channel, self)
+            except RtAudioError as e:
+                self.wire.send_start_failed(e)
+                return
         if self.config is not None:  # a settings update on a running session
             if (config.input_encoding, config.input_sample_rate_hz, config.input_channels) != (
                     self.config.input_encoding, self.config.input_sample_rate_hz, self.config.input_channels):
@@ -216,7 +266,8 @@ class Session:
                 op = self._ops[0] if self._ops else None
                 target = op.at if op is not None else self._pos()
                 if self.stream is not None and self._fed < target and (op is None or op.kind != "clear"):
-                    res = await self._run_step(self._feed_step, target)
+                    arrivals = self.ring.arrivals_since(self._fed) if self.ring is not None else []
+                    res = await self._run_step(self._feed_step, target, arrivals)
                     if res is None:
                         return
                     self._publish(res)
@@ -246,24 +297,39 @@ class Session:
         self.wire.fail(error)
         self.pump()
 
-    def _feed_step(self, submitted_ns: int, target: int) -> _StepResult:
-        """Worker thread: feed up to MAX_STEP_MS of ring audio (in partial-cadence chunks) and decode."""
+    def _feed_step(self, submitted_ns: int, target: int, arrivals: list[tuple[int, int]]) -> _StepResult:
+        """Worker thread: feed up to MAX_STEP_MS of ring audio (in partial-cadence chunks) and decode.
+        `arrivals`: the ring's (end sample, arrival ns) past `_fed`, so lag counts from the socket."""
         assert self.ring is not None and self.stream is not None and self.config is not None
-        start = self.clock.now_ns()
+        start, cpu0 = self.clock.now_ns(), self._cpu_clock.now_ns()
         res = _StepResult(queue_s=(start - submitted_ns) / 1e9)
+        ends = [end for end, _ in arrivals]
+        if arrivals:
+            res.stages.append(("ring_wait", max(0, start - arrivals[0][1]) / 1e9))
         rate = self.config.input_sample_rate_hz
         chunk = max(1, rate // 10)  # 100 ms: VAD and partial passes see the audio as a live stream would
         budget = min(target - self._fed, rate * MAX_STEP_MS // 1000)
+        if budget <= rate * LIVE_BACKLOG_MS // 1000:
+            chunk = budget  # a live client's backlog (what came during the last step): the pass hears all of it
+        resample_ns = 0
         while budget > 0:
             x = self.ring.read(min(chunk, budget))
             budget -= len(x)
+            t0 = self.clock.now_ns()
             y = self._resampler.push(x) if self._resampler is not None else x
-            self.stream.accept_waveform(y, STREAM_RATE_HZ)
+            resample_ns += self.clock.now_ns() - t0
+            i = bisect.bisect_left(ends, self._fed + len(x))
+            self.stream.accept_waveform(y, STREAM_RATE_HZ, arrivals[i][1] if i < len(arrivals) else None)
             self._fed += len(x)
             res.audio_samples += len(x)
             while self.stream.is_ready():
                 res.items += [(item, self._fed) for item in self.stream.decode()]
-        res.compute_s = (self.clock.now_ns() - start) / 1e9
+        if self._resampler is not None:
+            res.stages.append(("resample", resample_ns / 1e9))
+        res.stages += self.stream.stage_times()
+        res.done_ns = self.clock.now_ns()
+        res.compute_s = (res.done_ns - start) / 1e9
+        res.cpu_s = (self._cpu_clock.now_ns() - cpu0) / 1e9
         return res
 
     def _final_step(self, submitted_ns: int, op: _Op) -> _StepResult:
@@ -284,6 +350,7 @@ class Session:
                 self.stream.reset()
             else:  # flush, or restart of a running stream
                 res.items += [(item, self._fed) for item in self.stream.finalize()]
+            res.stages += self.stream.stage_times()
         if kind == "restart" and config is not None:
             first_id = self.stream.next_segment_id if self.stream is not None else 0
             self.stream = self.hub.open_stream(config, self._stream_offset(), first_id)
@@ -327,6 +394,8 @@ class Session:
 
     def _start_failed(self, error: RtAudioError) -> None:
         if self.stream is None:  # the first start: forget the buffered audio, the client may retry
+            if self.broadcast is not None:
+                self.broadcast.leave(self)
             self.ring, self.config, self._fed = None, None, 0
             self._ops.clear()
         self.metrics.errors.inc(1, error.code)
@@ -343,8 +412,15 @@ class Session:
             self.metrics.decode_seconds.inc(res.compute_s)
             self.metrics.latency.observe(res.compute_s, "decode")
             self.metrics.rtf.set(res.compute_s / audio_s)
+            if self.admission is not None:
+                self.admission.observe(audio_s, res.cpu_s)
+                self.metrics.admission_cost.set(self.admission.cost)
+                self.metrics.admission_capacity.set(self.admission.capacity_sessions)
+        self._record_stages(res)
         for item, decoded in res.items:
-            if isinstance(item, VadEvent):
+            if isinstance(item, BudgetEvent):
+                self._on_budget(item)
+            elif isinstance(item, VadEvent):
                 self.wire.send_vad(item)
             elif item.is_final or not self.outbox.congested:
                 if item.is_final and self._pending_partial and self._pending_partial[0].segment_id == item.segment_id:
@@ -363,10 +439,35 @@ class Session:
         rate = self.config.input_sample_rate_hz if self.config else STREAM_RATE_HZ
         arrival = self.ring.arrival_ns(decoded) if self.ring is not None else None
         latency_ms = (self.clock.now_ns() - arrival) / 1e6 if arrival is not None else 0.0
-        self.wire.send_caption(caption, CaptionTiming(decoded / rate, latency_ms))
+        timing = CaptionTiming(decoded / rate, latency_ms)
+        self.wire.send_caption(caption, timing)
+        if self.broadcast is not None and self.config is not None and self.config.channel is not None:
+            self.broadcast.publish(self.config.channel, caption, timing)
         stage = "final" if caption.is_final else "partial"
         self.metrics.captions.inc(1, caption.stability.value)
         self.metrics.latency.observe(latency_ms / 1000, stage)
+        self.metrics.session_latency.observe(latency_ms / 1000, self.session_id, stage)
+
+    def _record_stages(self, res: _StepResult) -> None:
+        """Stage times of a step into the global (and, for passes, per-session) histograms."""
+        for stage, seconds in res.stages:
+            if stage in ("partial", "final"):
+                continue  # the stream's own view; the server measures these up to the send (_send_caption)
+            self.metrics.latency.observe(seconds, stage)
+            if stage == "pass":
+                self.metrics.session_latency.observe(seconds, self.session_id, stage)
+        if res.done_ns and any(isinstance(item, Caption) for item, _ in res.items):
+            self.metrics.latency.observe((self.clock.now_ns() - res.done_ns) / 1e9, "send")
+
+    def _on_budget(self, event: BudgetEvent) -> None:
+        """The stream stepped on its degradation ladder: tell the client, admission and metrics."""
+        direction = "down" if event.level > self._rung else "up"
+        self._rung = event.level
+        if self.load is not None:
+            self.load.rung = event.level
+        self.metrics.session_rung.set(event.level, self.session_id)
+        self.metrics.budget_steps.inc(1, direction, event.rung)
+        self.wire.send_budget(event)
 
     def _send_pending_partial(self) -> None:
         if self._pending_partial is not None:
@@ -374,6 +475,31 @@ class Session:
             self._pending_partial = None
             self._send_caption(caption, decoded)
             self.pump()
+
+    # -- caption broadcast ---------------------------------------------------------------------------
+    def _require_broadcast(self) -> CaptionBroadcast:
+        if self.broadcast is None:
+            raise ConfigError("this server does not broadcast captions")
+        return self.broadcast
+
+    def _on_subscribe(self, channel: str) -> None:
+        try:
+            replay = self._require_broadcast().subscribe(channel, self)
+        except RtAudioError as e:
+            self.wire.client_error(e)
+            return
+        for caption, timing in replay:
+            self.wire.send_caption(caption, timing)
+
+    def deliver_caption(self, caption: Caption, timing: CaptionTiming) -> None:
+        """A caption of the channel this session views; partials give way when this viewer reads slowly."""
+        if self.closed or self.wire.close_code is not None:
+            return
+        if not caption.is_final and self.outbox.congested:
+            self.metrics.drops.inc(1, "partial")
+            return
+        self.wire.send_caption(caption, timing)
+        self.pump()
 
     # -- speech ------------------------------------------------------------------------------------
     async def _speech_loop(self) -> None:

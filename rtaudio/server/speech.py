@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = get_logger("rtaudio.server.speech")
 
+MAX_WAITING_REQUESTS = 16  # per session: more is refused (over_capacity, non-fatal), so the queue stays bounded
+
 
 @dataclass
 class SpeechJob:
@@ -45,6 +47,10 @@ class SpeechQueue:
     @property
     def busy(self) -> bool:
         return bool(self._waiting) or self.running is not None
+
+    @property
+    def full(self) -> bool:
+        return len(self._waiting) >= MAX_WAITING_REQUESTS
 
     def put(self, job: SpeechJob) -> None:
         self._waiting.append(job)

@@ -19,19 +19,21 @@ from rtaudio.server.config import SessionConfig
 from rtaudio.server.engine import STREAM_RATE_HZ
 from rtaudio.server.events import VadEvent
 from rtaudio.stt.decoding import DecodeOptions
+from rtaudio.stt.latency_budget import BudgetEvent, LatencyBudgetConfig
 from rtaudio.stt.streaming import STREAMING_DECODE, StreamingConfig, StreamingRecognizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted, VadConfig
 
 NO_ENDPOINT_SILENCE_MS = 10000  # vad.enabled = false: segments end by flush (or window trim) only
 
 
-def streaming_config(session: SessionConfig) -> StreamingConfig:
-    """Session settings -> recognizer settings."""
+def streaming_config(session: SessionConfig, budget: LatencyBudgetConfig | None = None) -> StreamingConfig:
+    """Session settings (and the server's latency budget) -> recognizer settings."""
     silence_ms = session.vad_min_silence_ms if session.vad_enabled else NO_ENDPOINT_SILENCE_MS
     base = VadConfig()
     vad = replace(base, threshold=session.vad_threshold, min_silence_ms=silence_ms,
                   speech_pad_ms=min(base.speech_pad_ms, silence_ms))
-    return StreamingConfig(partial_interval_ms=session.partial_interval_ms, vad=vad)
+    return StreamingConfig(partial_interval_ms=session.partial_interval_ms, vad=vad,
+                           budget=budget or LatencyBudgetConfig())
 
 
 def _shift_caption(c: Caption, offset: int) -> Caption:
@@ -57,8 +59,9 @@ class StreamAdapter:
     def next_segment_id(self) -> int:
         return max(self._last_segment + 1, self._segment_base + self.stream.segment_id)
 
-    def accept_waveform(self, samples: np.ndarray, sample_rate: int = STREAM_RATE_HZ) -> None:
-        self.stream.accept_waveform(samples, sample_rate)
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = STREAM_RATE_HZ,
+                        arrival_ns: int | None = None) -> None:
+        self.stream.accept_waveform(samples, sample_rate, arrival_ns)
         self._accepted += len(samples) * STREAM_RATE_HZ // sample_rate
 
     def is_ready(self) -> bool:
@@ -67,10 +70,13 @@ class StreamAdapter:
     def warm_up(self) -> None:
         self.stream.warm_up()
 
-    def decode(self) -> list[Caption | VadEvent]:
+    def stage_times(self) -> list[tuple[str, float]]:
+        return self.stream.stage_times()
+
+    def decode(self) -> list[Caption | VadEvent | BudgetEvent]:
         return self._collect(self.stream.decode())
 
-    def finalize(self) -> list[Caption | VadEvent]:
+    def finalize(self) -> list[Caption | VadEvent | BudgetEvent]:
         out: list[Caption] = self.stream.finalize()
         while self.stream.is_ready():  # after input_finished: the end-of-input flush
             out += self.stream.decode()
@@ -86,8 +92,8 @@ class StreamAdapter:
         self._segment_base = self._last_segment + 1
         self.stream.reset()
 
-    def _collect(self, captions: list[Caption]) -> list[Caption | VadEvent]:
-        out: list[Caption | VadEvent] = []
+    def _collect(self, captions: list[Caption]) -> list[Caption | VadEvent | BudgetEvent]:
+        out: list[Caption | VadEvent | BudgetEvent] = []
         rate = STREAM_RATE_HZ
         for ev in self.stream.events():
             if isinstance(ev, SpeechStarted):
@@ -97,6 +103,8 @@ class StreamAdapter:
             elif isinstance(ev, SpeechEnded):
                 out.append(VadEvent("speech_stopped", (ev.end_sample + self._offset) / rate,
                                     self._in_speech_segment))
+            elif isinstance(ev, BudgetEvent):
+                out.append(ev)
         for c in captions:
             c = replace(_shift_caption(c, self._offset), segment_id=c.segment_id + self._segment_base)
             self._last_segment = max(self._last_segment, c.segment_id)
@@ -110,7 +118,8 @@ def decode_options(session: SessionConfig) -> DecodeOptions:
 
 
 def open_caption_stream(recognizer: Any, vad_model: Any, session: SessionConfig, clock: Clock,
-                        offset_samples: int = 0, first_segment_id: int = 0) -> StreamAdapter:
-    stream = StreamingRecognizer(recognizer, streaming_config(session), clock, vad_model=vad_model,
-                                 decode_options=decode_options(session))
+                        offset_samples: int = 0, first_segment_id: int = 0, budget: LatencyBudgetConfig | None = None,
+                        fallback_recognizer: Any = None) -> StreamAdapter:
+    stream = StreamingRecognizer(recognizer, streaming_config(session, budget), clock, vad_model=vad_model,
+                                 decode_options=decode_options(session), fallback_recognizer=fallback_recognizer)
     return StreamAdapter(stream, offset_samples, first_segment_id)

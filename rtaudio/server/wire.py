@@ -28,9 +28,13 @@ from rtaudio.errors import (
     RtAudioError,
 )
 from rtaudio.frames import Caption
+from rtaudio.log import get_logger
 from rtaudio.server.config import Encoding, ServerLimits, SessionConfig
 from rtaudio.server.events import CaptionTiming, ClientEvent, ClientMistake, SessionInfo, SpeechDone, VadEvent
 from rtaudio.server.ratelimit import TokenBucket
+from rtaudio.stt.latency_budget import BudgetEvent
+
+log = get_logger("rtaudio.server.wire")
 
 # RFC 6455 close codes used by the server.
 CLOSE_NORMAL = 1000
@@ -127,6 +131,9 @@ class Wire:
                 self._on_binary(bytes(message))
         except RtAudioError as e:
             self.client_error(e)
+        except Exception as e:  # a bug of ours: this session closes (1011), the server and others go on
+            log.error("%s protocol failed on a client message", self.name, exc_info=True)
+            self.fail(e)
 
     def events_received(self) -> list[ClientEvent]:
         events, self._events = self._events, []
@@ -150,6 +157,8 @@ class Wire:
             obj = json.loads(text)
         except ValueError as e:
             raise ProtocolError(f"text message is not valid JSON: {e}") from e
+        except RecursionError as e:  # "[[[[..." deeper than the parser's recursion limit
+            raise ProtocolError("text message is nested too deeply") from e
         if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
             raise ProtocolError('text message must be a JSON object with a string "type"')
         return obj
@@ -204,6 +213,9 @@ class Wire:
 
     def send_flushed(self, reason: str) -> None:
         """A Flush finished: every caption it produced has been sent."""
+
+    def send_budget(self, event: BudgetEvent) -> None:
+        """The session stepped on its degradation ladder; protocols without such an event ignore it."""
 
     def send_cleared(self) -> None:
         """ClearAudio finished."""

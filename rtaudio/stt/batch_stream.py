@@ -17,6 +17,7 @@ from rtaudio.errors import ConfigError
 from rtaudio.frames import Caption, Stability, Word
 from rtaudio.stt.stabilizer import LocalAgreement, repetition_start
 from rtaudio.stt.vad import FRAME_SAMPLES, SpeechEnded, SpeechStarted, VadConfig, VadSegmenter
+from rtaudio.stt.window_pass import words_text
 
 SAMPLE_RATE_HZ = 16000
 KEEP_BACK_SAMPLES = SAMPLE_RATE_HZ  # the VAD may open a segment up to ~0.4 s before its current frame
@@ -28,11 +29,17 @@ class BatchStreamConfig:
     """New audio between two partial decodes of a stream."""
     max_segment_s: float = 14.0
     """A segment this long without a pause is closed as final (keeps windows short and bounded)."""
+    pause_pass_ms: float | None = 96.0
+    """A partial is due at once when the speech has paused this long and no decode has heard its end yet:
+    the last words of a phrase show ~0.1 s after they are said instead of waiting for the cadence or the
+    VAD endpoint's final (the tail of the partial latency distribution). None: cadence only."""
     vad: VadConfig = field(default_factory=lambda: VadConfig(min_silence_ms=400, speech_pad_ms=160))
 
     def __post_init__(self) -> None:
         if self.partial_interval_ms < 50 or self.max_segment_s < 2:
             raise ConfigError("partial_interval_ms must be >= 50 and max_segment_s >= 2")
+        if self.pause_pass_ms is not None and self.pause_pass_ms < 32:
+            raise ConfigError("pause_pass_ms must be >= 32 (one VAD frame) or None")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,9 @@ class BatchStream:
         self._last_decoded_end = 0
         self._pending_finals: list[tuple[int, int]] = []
         self._partial_samples = int(self.config.partial_interval_ms * SAMPLE_RATE_HZ / 1000)
+        pause = self.config.pause_pass_ms
+        self._pause_samples = None if pause is None else int(pause * SAMPLE_RATE_HZ / 1000)
+        self._voiced_end = 0  # end sample of the last VAD frame scored as speech
 
     @property
     def _audio(self) -> np.ndarray:
@@ -89,6 +99,9 @@ class BatchStream:
         return self._audio[a: a + FRAME_SAMPLES]
 
     def accept_vad(self, probs: np.ndarray) -> None:
+        voiced = np.nonzero(np.asarray(probs) >= self.config.vad.threshold)[0]
+        if len(voiced):
+            self._voiced_end = self.vad.position_sample + (int(voiced[-1]) + 1) * FRAME_SAMPLES
         for event in self.vad.push(probs):
             if isinstance(event, SpeechStarted):
                 self._seg_start = event.start_sample
@@ -124,10 +137,14 @@ class BatchStream:
             return WindowRequest(self.id, start, end, True, self.origin_s + end / SAMPLE_RATE_HZ)
         if self._seg_start is None:
             return None
-        due = self._last_decoded_end + self._partial_samples
         end = self.vad.position_sample
-        if end < due:
-            return None
+        pause = self._pause_samples
+        if pause is not None and self._last_decoded_end < self._voiced_end <= end - pause:
+            due = self._voiced_end + pause  # the speech paused and no decode has heard its end yet
+        else:
+            due = self._last_decoded_end + self._partial_samples
+            if end < due:
+                return None
         return WindowRequest(self.id, self._seg_start, end, False, self.origin_s + due / SAMPLE_RATE_HZ)
 
     def window(self, req: WindowRequest) -> np.ndarray:
@@ -143,7 +160,7 @@ class BatchStream:
             self._pending_finals.pop(0)
             final_words = self.agreement.finish(words)
             self.agreement.reset()
-            cap = Caption(" ".join(w.text for w in final_words), req.start_sample, req.end_sample, Stability.FINAL,
+            cap = Caption(words_text(final_words), req.start_sample, req.end_sample, Stability.FINAL,
                           self.segment_id, SAMPLE_RATE_HZ, tuple(final_words))
             self.segment_id += 1
             self._trim()
@@ -153,17 +170,18 @@ class BatchStream:
         shown = list(self.agreement.committed) + list(self.agreement.tail)
         if not shown:
             return []
-        return [Caption(" ".join(w.text for w in shown), req.start_sample, req.end_sample, Stability.PARTIAL,
+        return [Caption(words_text(shown), req.start_sample, req.end_sample, Stability.PARTIAL,
                         self.segment_id, SAMPLE_RATE_HZ, tuple(shown))]
 
 def _words(text: str, start: int, end: int) -> list[Word]:
-    """Spread words evenly over the window: the batched path decodes without timestamps."""
+    """Spread words evenly over the window: the batched path decodes without timestamps. Each word gets
+    the leading space Whisper's words carry (the stabilizer joins words without one to the previous)."""
     parts = text.split()
     if not parts:
         return []
     t0, t1 = start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ
     step = (t1 - t0) / len(parts)
-    return [Word(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(parts)]
+    return [Word(" " + p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(parts)]
 
 
 class BatchScheduler:

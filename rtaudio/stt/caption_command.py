@@ -3,15 +3,21 @@
 The partial line is rewritten in place while someone speaks; finals scroll above it. A file plays
 at real-time pace (`--realtime`, the default) or in virtual real time (`--fast`: the same captions
 and latencies, no waiting). `--json-events` prints one JSON object per caption or event instead.
+
+For a live stream: `--serve` starts the server in-process and captions through it as the publisher of a
+caption channel, so OBS shows them with one Browser Source (`/overlay`); `--obs` sends finals to OBS as
+native closed captions; `--text-file`, `--srt`, `--vtt` are written while the stream runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,14 +26,17 @@ import numpy as np
 
 from rtaudio.errors import ConfigError, DeviceError
 from rtaudio.frames import Caption, Stability
+from rtaudio.server.client import CaptionEvent
+from rtaudio.server.client_command import CaptionPrinter
+from rtaudio.stt.caption_files import CueFormat, GrowingCueFile, RollingTextFile
+from rtaudio.stt.caption_outputs import CaptionOutputs, ObsThread
 from rtaudio.stt.latency_budget import BudgetEvent
-from rtaudio.stt.live_captions import LiveCueBuilder
 from rtaudio.stt.pacing import RealTimePacer, TimedOutput, VirtualClock, play
 from rtaudio.stt.streaming import SAMPLE_RATE_HZ, StreamEvent, StreamingConfig, StreamingRecognizer
-from rtaudio.stt.subtitles import Cue, to_srt, to_vtt
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 
 HELP = "live captions from the microphone or a file (partials rewritten in place, finals scrolling)"
+DEFAULT_SERVE = "127.0.0.1:8765"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,8 +47,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pace.add_argument("--realtime", action="store_true", help="play a file at real-time pace (default)")
     pace.add_argument("--fast", action="store_true",
                       help="virtual real time: same captions and latencies as --realtime, without waiting")
-    p.add_argument("--vtt", type=Path, help="also write WebVTT cues (live-captioning timing rules)")
-    p.add_argument("--srt", type=Path, help="also write SubRip cues")
+    p.add_argument("--vtt", type=Path, help="also write WebVTT cues (live-captioning timing rules), growing as "
+                                             "the stream goes")
+    p.add_argument("--srt", type=Path, help="also write SubRip cues, growing as the stream goes")
+    p.add_argument("--text-file", type=Path, help="keep the current caption (last 2 lines) in this file, replaced "
+                                                  "atomically (OBS Text source, 'read from file')")
+    p.add_argument("--serve", nargs="?", const=DEFAULT_SERVE, metavar="HOST:PORT",
+                   help=f"caption through an in-process server and publish to its OBS overlay page "
+                        f"(default {DEFAULT_SERVE}; prints the Browser Source URL)")
+    p.add_argument("--channel", default="main", help="caption channel published with --serve (default: main)")
+    p.add_argument("--token", default=os.environ.get("RTAUDIO_TOKEN"),
+                   help="with --serve: require this token from clients ($RTAUDIO_TOKEN)")
+    p.add_argument("--obs", metavar="URL", help="send finals to OBS as native closed captions, e.g. ws://127.0.0.1:4455")
+    p.add_argument("--obs-password", default=os.environ.get("OBS_WEBSOCKET_PASSWORD"),
+                   help="obs-websocket password ($OBS_WEBSOCKET_PASSWORD)")
     p.add_argument("--json-events", action="store_true", help="one JSON object per caption/event on stdout")
     p.add_argument("--model", default="whisper-tiny.en", help="speech model (default: whisper-tiny.en)")
     p.add_argument("--interval-ms", type=int, default=StreamingConfig.partial_interval_ms,
@@ -171,55 +192,126 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--fast and --realtime apply to files; the microphone is always live")
     if args.interval_ms < 20:
         raise ConfigError("--interval-ms must be at least 20")
-    from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
-
     if args.threads < 1:
         raise ConfigError("--threads must be at least 1")
+    view = TerminalView(sys.stdout, live=sys.stdout.isatty()) if not args.json_events else None
+    outputs = _outputs(args)
+    try:
+        if args.serve:
+            _caption_through_server(args, view, outputs)
+        else:
+            _caption_locally(args, view, outputs)
+    except BrokenPipeError:  # `rtaudio caption ... | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
+    finally:
+        if view is not None:
+            view.close()
+        outputs.close()
+    return 0
+
+
+def _outputs(args: argparse.Namespace) -> CaptionOutputs:
+    from rtaudio.obs import ObsConfig
+
+    obs = ObsThread(ObsConfig(args.obs, args.obs_password)) if args.obs else None
+    files = [GrowingCueFile(path, fmt) for path, fmt in ((args.vtt, CueFormat.VTT), (args.srt, CueFormat.SRT))
+             if path is not None]
+    text_file = RollingTextFile(args.text_file) if args.text_file is not None else None
+    return CaptionOutputs(files, text_file, obs)
+
+
+def _show(view: TerminalView | None, item: TimedOutput) -> None:
+    if view is not None:
+        view.show(item)
+        return
+    for e in item.events:
+        print(json.dumps(event_json(e, item.time_s)))
+    for c in item.captions:
+        print(json.dumps(caption_json(c, item.time_s)), flush=True)
+
+
+def _caption_locally(args: argparse.Namespace, view: TerminalView | None, outputs: CaptionOutputs) -> None:
+    from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
+
     recognizer = WhisperRecognizer.load(args.model, RecognizerConfig(threads=args.threads, spin=False))
     clock: Any = VirtualClock() if args.fast else RealTimePacer()
     stream = StreamingRecognizer(recognizer, StreamingConfig(partial_interval_ms=args.interval_ms), clock)
     stream.warm_up()
     if args.mic:
-        outputs = _mic_outputs(stream, args.device)
+        items = _mic_outputs(stream, args.device)
     else:
         from rtaudio.io.files import read_audio
 
         audio, _ = read_audio(args.file, target_rate_hz=SAMPLE_RATE_HZ)
-        outputs = play(stream, audio, clock)
-
-    view = TerminalView(sys.stdout, live=sys.stdout.isatty()) if not args.json_events else None
-    cues = LiveCueBuilder()
-    written: list[Cue] = []
+        items = play(stream, audio, clock)
     try:
-        for item in outputs:
-            if view is not None:
-                view.show(item)
-            else:
-                for e in item.events:
-                    print(json.dumps(event_json(e, item.time_s)))
-                for c in item.captions:
-                    print(json.dumps(caption_json(c, item.time_s)), flush=True)
+        for item in items:
+            _show(view, item)
             for c in item.captions:
-                written += cues.push(c)
-    except BrokenPipeError:  # `rtaudio caption ... | head`
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
-        return 0
+                outputs.push(c)
     except KeyboardInterrupt:
         stream.input_finished()
         for c in stream.decode():
-            written += cues.push(c)
+            outputs.push(c)
             if view is not None:
                 view.show(TimedOutput(0.0, 0.0, [c], []))
+
+
+def _serve_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--serve takes HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def overlay_url(server_url: str, channel: str, token: str | None) -> str:
+    """The Browser Source URL for OBS."""
+    from urllib.parse import urlencode
+
+    query = {k: v for k, v in (("channel", channel if channel != "main" else None), ("token", token)) if v}
+    return f"{server_url}/overlay" + (f"?{urlencode(query)}" if query else "")
+
+
+def _caption_through_server(args: argparse.Namespace, view: TerminalView | None, outputs: CaptionOutputs) -> None:
+    """Start the server in-process; stream the source to it as the publisher of `args.channel`."""
+    from rtaudio.server.background import BackgroundServer
+    from rtaudio.server.client_command import caption_file, caption_mic
+    from rtaudio.server.config import ServerConfig, check_channel
+
+    host, port = _serve_address(args.serve)
+    channel = check_channel(args.channel)
+    config = ServerConfig(host=host, port=port, token=args.token or None, models=(args.model,),
+                          recognizer_threads=args.threads, preload_voice=False)
+    session = {"model": args.model, "channel": channel, "partial_interval_ms": max(100, args.interval_ms)}
+    sink = _ServerCaptions(view, outputs)
+    srv = BackgroundServer(config)
+    try:
+        srv.__enter__()  # loads the model, then listens
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        srv.stop()
+        raise ConfigError(f"cannot serve on {host}:{port}: {e.strerror or e}") from e
+    try:
+        print(f"OBS Browser Source URL: {overlay_url(srv.url, channel, config.token)}", file=sys.stderr, flush=True)
+        ws_url = srv.ws_url + "/v1/stream"
+        if args.mic:
+            asyncio.run(caption_mic(ws_url, config.token, args.device, sink, session))
+        else:
+            asyncio.run(caption_file(ws_url, config.token, str(args.file), args.fast, sink, session))
+    except KeyboardInterrupt:
+        pass
     finally:
-        if view is not None:
-            view.close()
-    written += cues.flush()
-    _write_cues(written, args.vtt, args.srt)
-    return 0
+        srv.stop()
 
 
-def _write_cues(cues: list[Cue], vtt: Path | None, srt: Path | None) -> None:
-    if vtt is not None:
-        vtt.write_text(to_vtt(cues), encoding="utf-8")
-    if srt is not None:
-        srt.write_text(to_srt(cues), encoding="utf-8")
+class _ServerCaptions(CaptionPrinter):
+    """Caption events from the server session -> the terminal view (or JSON lines) and the outputs."""
+
+    def __init__(self, view: TerminalView | None, outputs: CaptionOutputs) -> None:
+        super().__init__(json_lines=view is None)
+        self.view, self.outputs = view, outputs
+        self._t0 = time.monotonic()
+
+    def show(self, event: Any) -> None:
+        if isinstance(event, CaptionEvent):
+            _show(self.view, TimedOutput(time.monotonic() - self._t0, 0.0, [event.caption], []))
+            self.outputs.push(event.caption)

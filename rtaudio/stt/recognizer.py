@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtaudio.clock import Clock, SystemClock
 from rtaudio.dsp.mel import HOP_SAMPLES, SAMPLE_RATE_HZ, log_mel_spectrogram
 from rtaudio.errors import AudioError, ConfigError, EmptyAudioError
 from rtaudio.frames import Word
@@ -111,11 +112,13 @@ class WhisperRecognizer:
     """Whisper speech recognition on ONNX graphs. Thread-safe; share one per model."""
 
     def __init__(self, backend: WhisperBackend, tokenizer: WhisperTokenizer, config: RecognizerConfig,
-                 name: str = "whisper") -> None:
+                 name: str = "whisper", clock: Clock | None = None) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
         self.config = config
         self.name = name
+        self.clock: Clock = clock or SystemClock()
+        """Times the stages of each window (`WindowResult.stage_s`)."""
         self.decoder = WindowDecoder(backend, tokenizer)
 
     @classmethod
@@ -179,15 +182,20 @@ class WhisperRecognizer:
         self.tokenizer.sot_sequence(options.language or (None if self.multilingual else "en"), options.task)
         if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
             return WindowResult([], "", 1.0, 0.0, options.language, 0.0, content_s)  # digital silence
+        t0 = self.clock.now_ns()
         mel = self.features(audio)
         cross = self.backend.encode(mel)
+        t1 = self.clock.now_ns()
         window_s = mel.shape[1] / (SAMPLE_RATE_HZ / HOP_SAMPLES)
         hyp = self.decoder.decode(cross, options, prompt_tokens, window_s, content_s)
+        t2 = self.clock.now_ns()
+        stage_s = {"encoder": (t1 - t0) / 1e9, "decoder": (t2 - t1) / 1e9}
         if self._is_silence(hyp, options):
             return WindowResult([], "", hyp.no_speech_prob, hyp.avg_logprob, hyp.language, hyp.temperature,
-                                content_s)
+                                content_s, stage_s)
         pieces, consumed = split_segments(hyp.tokens, self.tokenizer, content_s)
         words_per_piece = self._words(cross, hyp, pieces, audio.size // HOP_SAMPLES, options)
+        stage_s["align"] = (self.clock.now_ns() - t2) / 1e9
         segments = []
         for (start, end, toks), words in zip(pieces, words_per_piece, strict=True):
             text = self.tokenizer.decode(toks)
@@ -198,7 +206,7 @@ class WhisperRecognizer:
             segments.append(Segment(text, start, end, words, tuple(toks), hyp.avg_logprob, hyp.no_speech_prob,
                                     hyp.compression_ratio, hyp.temperature))
         return WindowResult(segments, hyp.text, hyp.no_speech_prob, hyp.avg_logprob, hyp.language,
-                            hyp.temperature, consumed)
+                            hyp.temperature, consumed, stage_s)
 
     @staticmethod
     def _is_silence(hyp: Hypothesis, options: DecodeOptions) -> bool:

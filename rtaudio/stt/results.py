@@ -42,6 +42,8 @@ class WindowResult:
     consumed_s: float = 0.0
     """How much of the window the segments account for: where the next window should start
     (the end of the last complete segment; the whole window when the text ended cleanly)."""
+    stage_s: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per stage of this window ("encoder" incl. log-mel, "decoder", "align")."""
 
 
 @dataclass(frozen=True)

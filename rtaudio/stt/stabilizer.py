@@ -75,13 +75,52 @@ def merge_attached(words: Sequence[Word]) -> tuple[list[Word], list[int]]:
     return merged, ends
 
 
+_KEY_CHAR = re.compile(r"[\w']")
+
+
+def _after_key_chars(text: str, n: int) -> str:
+    """`text` after its first `n` key characters (letters, digits, apostrophes: what `normalize_word` keeps)."""
+    seen = 0
+    for i, ch in enumerate(text):
+        if seen == n:
+            return text[i:]
+        seen += bool(_KEY_CHAR.match(ch))
+    return ""
+
+
 def extension(committed: Word, heard: Word) -> Word | None:
     """What `heard` adds to a committed word it extends ("71624" -> "7162446714", "ecclesia" ->
-    "ecclesiastical"): a word without a leading space that attaches to it, or None."""
-    a, b = committed.text.strip(), heard.text.strip()
-    if len(b) <= len(a) or not b.lower().startswith(a.lower()) or not normalize_word(b[len(a):]):
+    "ecclesiastical", "D.A" -> "D-A-J-N-H", compared without punctuation): a word without a leading
+    space that attaches to it, or None."""
+    a, b = normalize_word(committed.text), heard.text.strip()
+    kb = normalize_word(b)
+    if not a or len(kb) <= len(a) or not kb.startswith(a):
         return None
-    return Word(b[len(a):], heard.start_s, heard.end_s, heard.probability)
+    return Word(_after_key_chars(b, len(a)), heard.start_s, heard.end_s, heard.probability)
+
+
+def split_by_characters(committed: Sequence[str], heard: Sequence[Word]) -> tuple[int, Word | None] | None:
+    """Where the committed text ends in a hypothesis that breaks it into other words ("71624" heard as
+    "7 1 6 2 4 4 6", "D-A" as "D A J"): compared as one string of key characters. Returns the index
+    of the first heard word after it and the rest of a word it ends inside (or None), or None when
+    the hypothesis does not start with the committed text."""
+    target = "".join(committed)
+    done = 0
+    for i, w in enumerate(heard):
+        key = normalize_word(w.text)
+        left = len(target) - done
+        if len(key) <= left:
+            if target[done: done + len(key)] != key:
+                return None
+            done += len(key)
+            if done == len(target):
+                return i + 1, None
+        else:
+            if not key.startswith(target[done:]):
+                return None
+            rest = _after_key_chars(w.text.strip(), left)
+            return i + 1, Word(rest, w.start_s, w.end_s, w.probability)
+    return None
 
 
 def leak_length(anchor: Sequence[str], keys: Sequence[str], min_words: int = 4, min_ratio: float = 0.75) -> int:
@@ -171,9 +210,14 @@ class LocalAgreement:
             # align displayed words on both sides, so "527" + "-66" matches "527-66"
             shown, _ = merge_attached(self._committed)
             heard, ends = merge_attached(hypothesis)
-            k = align_prefix(_keys(shown), heard, shown[-1].end_s)
-            tail = list(hypothesis[ends[k - 1]:]) if k else list(hypothesis)
+            shown_keys = _keys(shown)
+            k = align_prefix(shown_keys, heard, shown[-1].end_s)
             grown = extension(shown[-1], heard[k - 1]) if k else None
+            if not grown and (not k or normalize_word(heard[k - 1].text) != shown_keys[-1]):
+                split = split_by_characters(shown_keys, heard)  # the same characters, other word breaks
+                if split is not None:
+                    k, grown = split
+            tail = list(hypothesis[ends[k - 1]:]) if k else list(hypothesis)
             return [grown, *tail] if grown else tail
         tail = list(hypothesis)
         if self._anchor and tail:

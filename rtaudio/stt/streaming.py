@@ -21,10 +21,12 @@ there. The VAD endpoint ends the segment and its FINAL follows at once (reusing 
 it heard all the speech). Captions carry `segment_id` (one per FINAL), sample times and word times.
 `events()` returns the VAD `SpeechStarted` / `SpeechEnded` and `BudgetEvent`s in stream order.
 
-Bounded lag (`latency_budget`): every pass is timed with the injected clock and `accept_waveform`
-stamps when audio arrived; the partial cadence stretches to the pass time, partials are skipped
-while audio waits longer than `max_lag_ms`, and in the degraded mode the window is trimmed sooner.
-`lag_s` is the current output delay.
+Latency budgets (`latency_budget`): every pass is timed with the injected clock and `accept_waveform`
+stamps when audio arrived (or takes the arrival time from the caller: the server's ring). Partial and
+endpoint-final lags are measured against `config.budget`; over budget the stream steps down a
+documented ladder (fewer partials, greedy and shorter decoding, shorter window, fallback model) and
+back up when it keeps up again; partials are skipped outright while audio waits longer than
+`max_lag_ms`. `lag_s` is the current output delay; `stages` records per-stage times (rtaudio.latency).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ import numpy as np
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.errors import AudioError, ConfigError, SampleRateError
 from rtaudio.frames import Caption, Stability, Word
+from rtaudio.latency import StageRecorder
 from rtaudio.stt.decoding import DecodeOptions
-from rtaudio.stt.latency_budget import BudgetEvent, LatencyBudget
+from rtaudio.stt.latency_budget import BudgetEvent, LatencyBudget, LatencyBudgetConfig, Rung
 from rtaudio.stt.stabilizer import LocalAgreement
 from rtaudio.stt.vad import (
     FRAME_SAMPLES,
@@ -56,6 +59,7 @@ from rtaudio.stt.window_pass import STREAMING_DECODE, Hypothesis, WindowPass, ru
 SAMPLE_RATE_HZ = 16000
 FINAL_TEXT_CHARS = 2000
 FINAL_WORDS = 200
+LIVE_PROBE_SAMPLES = 3 * SAMPLE_RATE_HZ  # input faster than real time over this much audio is not live
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,15 @@ class StreamingConfig:
     (which a short window invites) is cut there instead of running to 224 tokens."""
     quiet_after_speech_ms: int = 320
     """Skip passes once the window already holds this much non-speech after the last voiced frame."""
+    pause_pass_ms: int | None = None
+    """Run a pass as soon as this much silence follows speech that no pass has heard the end of, so the
+    VAD endpoint's FINAL can reuse it instead of running one then (the voice loop uses 64 ms: the user's
+    text is ready when the turn ends). None: passes keep their cadence."""
     max_lag_ms: int = 1000
-    """Budget: when audio waits longer than this before being processed, partials are thinned out."""
+    """Backstop: while audio waits longer than this before being processed, partials are skipped."""
     vad: VadConfig = field(default_factory=VadConfig)
+    budget: LatencyBudgetConfig = field(default_factory=LatencyBudgetConfig)
+    """Latency targets and the degradation ladder (see rtaudio.stt.latency_budget)."""
 
     def __post_init__(self) -> None:
         if self.partial_interval_ms < 20:
@@ -166,8 +176,11 @@ class StreamingRecognizer:
     """
 
     def __init__(self, recognizer: Any, config: StreamingConfig | None = None, clock: Clock | None = None,
-                 vad_model: SileroVadModel | None = None, decode_options: DecodeOptions | None = None) -> None:
+                 vad_model: SileroVadModel | None = None, decode_options: DecodeOptions | None = None,
+                 fallback_recognizer: Any = None) -> None:
         self.recognizer = recognizer
+        self.fallback_recognizer = fallback_recognizer
+        """A smaller model for the ladder's last rung (None: the ladder stops at SHORT_WINDOW)."""
         self.config = config or StreamingConfig()
         self.clock: Clock = clock or SystemClock()
         cfg = self.config
@@ -176,7 +189,10 @@ class StreamingRecognizer:
         self._vad = SileroVad(vad_model or SileroVadModel.load())
         self._segmenter = VadSegmenter(cfg.vad)
         self._stab = LocalAgreement(cfg.agreement_n)
-        self._budget = LatencyBudget(cfg.max_lag_ms / 1000, cfg.partial_interval_ms / 1000)
+        self._budget = LatencyBudget(cfg.budget, cfg.partial_interval_ms / 1000, cfg.max_lag_ms / 1000,
+                                     Rung.SMALLER_MODEL if fallback_recognizer is not None else Rung.SHORT_WINDOW)
+        self.stages = StageRecorder()
+        """Per-stage times of this stream (accept, vad, encoder, decoder, align, pass, stabilizer, partial, final)."""
         self._pass_spec = WindowPass(cfg.min_encode_ms / 1000, cfg.max_tokens_per_s)
         self._resampler: Any = None
         self.reset()
@@ -207,8 +223,11 @@ class StreamingRecognizer:
         self._resampler = None
         self._resampler_rate = 0
 
-    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE_HZ) -> None:
-        """Queue mono float samples (any length); other rates are resampled to 16 kHz."""
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE_HZ,
+                        arrival_ns: int | None = None) -> None:
+        """Queue mono float samples (any length); other rates are resampled to 16 kHz. `arrival_ns`: when
+        the newest of them arrived (clock time; default now), so lag counts the wait before this call."""
+        t0 = self.clock.now_ns()
         if self._finished:
             raise AudioError("accept_waveform after input_finished; call reset() for a new stream")
         x = np.asarray(samples)
@@ -220,7 +239,9 @@ class StreamingRecognizer:
         if sample_rate != SAMPLE_RATE_HZ:
             x = self._resample(x, sample_rate)
         self._audio.append(x)
-        self._arrivals.append((self._audio.end, self.clock.now_ns()))
+        now = self.clock.now_ns()
+        self._arrivals.append((self._audio.end, now if arrival_ns is None else min(arrival_ns, now)))
+        self.stages.record("accept", (now - t0) / 1e9)
 
     def _resample(self, x: np.ndarray, rate: int) -> np.ndarray:
         from rtaudio.dsp.resample import Resampler
@@ -249,6 +270,10 @@ class StreamingRecognizer:
         out, self._events = self._events, []
         return out
 
+    def stage_times(self) -> list[tuple[str, float]]:
+        """(stage, seconds) recorded since the last call: for metrics (see `stages` for percentiles)."""
+        return self.stages.drain()
+
     @property
     def segment_id(self) -> int:
         """Id of the segment in progress (or of the next one)."""
@@ -265,6 +290,11 @@ class StreamingRecognizer:
         return self._budget.degraded
 
     @property
+    def rung(self) -> Rung:
+        """The degradation rung in force."""
+        return self._budget.rung
+
+    @property
     def skipped_partials(self) -> int:
         """Partial passes skipped to stay within `max_lag_ms`."""
         return self._budget.skipped
@@ -279,13 +309,18 @@ class StreamingRecognizer:
         """Run VAD over new audio, end or cut segments, run a partial pass when due; captions in order."""
         newest = self._audio.end
         backlog_s = self._waited_s(self._vad.frames_done * FRAME_SAMPLES)
+        t0 = self.clock.now_ns()
         captions = self._run_vad()
+        self.stages.record("vad", (self.clock.now_ns() - t0) / 1e9)
         if self._finished and not self._flushed:
             captions += self._end_segment()
             self._flushed = True
         elif self._window_start is not None and self._partial_due(backlog_s):
             captions += self._partial_pass()
-            self._budget.observe_lag(self._waited_s(newest))
+            lag_s = self._waited_s(newest)
+            self.stages.record("partial", lag_s)
+            if self._input_is_live():
+                self._budget.observe_lag(lag_s)
         self._events += self._budget.events()
         self._forget_old_audio()
         if captions:
@@ -295,6 +330,16 @@ class StreamingRecognizer:
     def finalize(self) -> list[Caption]:
         """End the segment in progress now (it goes FINAL at once); the stream goes on."""
         return self._run_vad() + self._end_segment()
+
+    def _input_is_live(self) -> bool:
+        """False while audio arrives faster than real time (a file pushed fast): its backlog is the
+        sender's doing, so it does not move the degradation ladder (partials are still skipped)."""
+        if len(self._arrivals) < 2:
+            return True
+        end, t = self._arrivals[-1]
+        i = bisect.bisect_left(self._arrivals, (end - LIVE_PROBE_SAMPLES, 0))
+        end0, t0 = self._arrivals[max(0, min(i, len(self._arrivals) - 2))]
+        return (end - end0) / SAMPLE_RATE_HZ <= 1.5 * (t - t0) / 1e9 + 0.25
 
     def _waited_s(self, sample: int) -> float:
         """How long ago (clock) the audio at stream sample `sample` arrived; 0 when unknown."""
@@ -320,7 +365,13 @@ class StreamingRecognizer:
                 if isinstance(ev, SpeechStarted):
                     self._open_segment(ev.start_sample)
                 else:
-                    captions += self._close_segment(ev.end_sample)
+                    closed = self._close_segment(ev.end_sample)
+                    if closed:  # an endpoint final: its lag counts from the end of speech
+                        lag_s = self._waited_s(min(ev.end_sample, max(self._last_voiced_end, 1)) - 1)
+                        self.stages.record("final", lag_s)
+                        if self._input_is_live():
+                            self._budget.observe_lag(lag_s, self.config.budget.final_ms / 1000)
+                    captions += closed
             if probs[i] >= self.config.vad.threshold:
                 self._last_voiced_end = done + (i + 1) * FRAME_SAMPLES
         return captions
@@ -346,29 +397,52 @@ class StreamingRecognizer:
         cfg = self.config
         end = self._audio.end
         since = self._last_pass.end_sample if self._last_pass else self._window_start
+        pause = None if cfg.pause_pass_ms is None else _ms_to_samples(cfg.pause_pass_ms)
+        if (pause is not None and since < self._last_voiced_end <= end - pause
+                and end - self._window_start >= _ms_to_samples(cfg.min_window_ms)):
+            return self._budget.allow_partial(backlog_s, self._input_is_live())  # speech paused: hear its end now
         if end - since < self._budget.interval_s * SAMPLE_RATE_HZ or end - self._window_start < _ms_to_samples(cfg.min_window_ms):
             return False
         if self._last_pass and since - self._last_voiced_end >= _ms_to_samples(cfg.quiet_after_speech_ms):
             return False  # the last pass already heard the speech end; only silence since
-        return self._budget.allow_partial(backlog_s)  # audio waiting too long: catch up on VAD and finals
+        # audio waiting too long: catch up on VAD and finals
+        return self._budget.allow_partial(backlog_s, self._input_is_live())
 
     def _transcribe(self, start: int, end: int, beam_size: int = 1) -> Hypothesis:
         """One pass over the window [start, end), heard after up to `context_ms` of earlier audio
         (no earlier than the last `context_words` final words)."""
         cfg = self.config
+        rung = self._budget.rung
         # Context only before a segment that follows a pause: right after a cut inside continuous
         # speech, Whisper tends to skip from the context straight past the window's first words.
-        context = 0 if self._after_cut else _ms_to_samples(cfg.context_ms)
+        # From SHORT_WINDOW on there is none: its words cost decoder tokens on every pass.
+        context = 0 if self._after_cut or rung >= Rung.SHORT_WINDOW else _ms_to_samples(cfg.context_ms)
         ctx = max(start - context, self._audio.start, 0)
         recent = self._final_words[-cfg.context_words:] if cfg.context_words else []
         if len(recent) == cfg.context_words and recent:
             ctx = max(ctx, min(start, int(recent[0].start_s * SAMPLE_RATE_HZ)))
         prompt = words_text([w for w in self._final_words if w.end_s * SAMPLE_RATE_HZ <= ctx + 1600])
-        options = replace(self.decode_options, beam_size=max(beam_size, self.decode_options.beam_size))
+        beam = 1 if rung >= Rung.GREEDY_SHORT else max(beam_size, self.decode_options.beam_size)
+        options = replace(self.decode_options, beam_size=beam)
+        spec = self._pass_spec
+        if rung >= Rung.GREEDY_SHORT:
+            spec = replace(spec, max_tokens_per_s=spec.max_tokens_per_s * cfg.budget.token_factor)
+        recognizer = self.fallback_recognizer if rung >= Rung.SMALLER_MODEL else self.recognizer
         self.passes += 1
-        return run_pass(self.recognizer, self._audio.view(ctx, end), ctx, start, end,
-                        prompt[-cfg.prompt_chars:].strip() if cfg.prompt_chars else "", options, self._pass_spec,
-                        self.clock.now_ns)
+        prompt = prompt[-cfg.prompt_chars:].strip() if cfg.prompt_chars else ""
+        hyp = run_pass(recognizer, self._audio.view(ctx, end), ctx, start, end, prompt, options, spec,
+                       self.clock.now_ns)
+        if not hyp.words and (ctx < start or prompt) and end - start >= SAMPLE_RATE_HZ:
+            # A second of speech (the VAD opened the window) and not a word: the context or prompt can
+            # throw Whisper into a loop over the context audio ("the. the. the."). Hear the window alone.
+            self.passes += 1
+            retry = run_pass(recognizer, self._audio.view(start, end), start, start, end, "", options, spec,
+                             self.clock.now_ns)
+            hyp = replace(retry, compute_s=hyp.compute_s + retry.compute_s)
+        self.stages.record("pass", hyp.compute_s)
+        for stage, seconds in hyp.stage_s.items():
+            self.stages.record(stage, seconds)
+        return hyp
 
     def _partial_pass(self) -> list[Caption]:
         assert self._window_start is not None
@@ -377,8 +451,10 @@ class StreamingRecognizer:
         self._last_pass = hyp
         cfg = self.config
         long_enough = hyp.end_sample - self._window_start >= _ms_to_samples(cfg.min_commit_window_ms)
+        t0 = self.clock.now_ns()
         new = self._stab.insert(hyp.words, allow_commit=long_enough,
                                 commit_before_s=(hyp.end_sample - _ms_to_samples(cfg.commit_guard_ms)) / SAMPLE_RATE_HZ)
+        self.stages.record("stabilizer", (self.clock.now_ns() - t0) / 1e9)
         out: list[Caption] = []
         if new:
             out.append(self._caption(self._stab.committed, Stability.STABLE, hyp.end_sample))
@@ -397,7 +473,9 @@ class StreamingRecognizer:
             forced = [w for w in self._stab.tail if w.end_s <= old_s]
             if forced:
                 self._stab.commit(len(forced))
-        trim_ms = cfg.trim_window_ms // 2 if self._budget.degraded else cfg.trim_window_ms
+        trim_ms = cfg.trim_window_ms
+        if self._budget.rung >= Rung.SHORT_WINDOW:
+            trim_ms = int(trim_ms * cfg.budget.window_factor)
         committed = self._stab.committed
         if length <= _ms_to_samples(max(trim_ms, cfg.min_window_ms)) or not committed:
             return []
@@ -422,7 +500,8 @@ class StreamingRecognizer:
         last = self._last_pass
         cfg = self.config
         heard_all = last is not None and last.end_sample >= min(end_sample, self._last_voiced_end)
-        if last is not None and heard_all and cfg.final_beam_size == 1:
+        greedy = cfg.final_beam_size == 1 or self._budget.rung >= Rung.GREEDY_SHORT
+        if last is not None and heard_all and greedy:
             words = self._stab.finish(last.words)
         elif end_sample - start >= _ms_to_samples(cfg.min_window_ms) // 2:
             words = self._stab.finish(self._transcribe(start, end_sample, cfg.final_beam_size).words)

@@ -137,12 +137,22 @@ def _timestamp(seconds: float, separator: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
 
 
+VTT_HEADER = "WEBVTT\n\n"
+
+
+def srt_block(index: int, cue: Cue) -> str:
+    """One SubRip cue (numbered from 1); blocks are separated by a blank line."""
+    return f"{index}\n{_timestamp(cue.start_s, ',')} --> {_timestamp(cue.end_s, ',')}\n{cue.text}\n"
+
+
+def vtt_block(cue: Cue) -> str:
+    """One WebVTT cue; blocks follow VTT_HEADER, separated by a blank line."""
+    return f"{_timestamp(cue.start_s, '.')} --> {_timestamp(cue.end_s, '.')}\n{cue.text}\n"
+
+
 def to_srt(cues: Sequence[Cue]) -> str:
-    blocks = [f"{i}\n{_timestamp(c.start_s, ',')} --> {_timestamp(c.end_s, ',')}\n{c.text}\n"
-              for i, c in enumerate(cues, 1)]
-    return "\n".join(blocks)
+    return "\n".join(srt_block(i, c) for i, c in enumerate(cues, 1))
 
 
 def to_vtt(cues: Sequence[Cue]) -> str:
-    blocks = [f"{_timestamp(c.start_s, '.')} --> {_timestamp(c.end_s, '.')}\n{c.text}\n" for c in cues]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+    return VTT_HEADER + "\n".join(vtt_block(c) for c in cues)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -46,6 +46,8 @@ class Hypothesis:
     words: tuple[Word, ...]
     end_sample: int
     compute_s: float
+    stage_s: dict[str, float] = field(default_factory=dict)
+    """The recognizer's own stage times (encoder, decoder, align) when it reports them."""
 
 
 def words_text(words: Sequence[Word]) -> str:
@@ -107,4 +109,4 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
         # that follows a pause back over the pause, so starts are unreliable there; ends are not
         and offset_s + w.end_s > start_s + 0.05
     )
-    return Hypothesis(words, end, compute_s)
+    return Hypothesis(words, end, compute_s, dict(getattr(result, "stage_s", None) or {}))
