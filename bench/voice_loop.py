@@ -88,12 +88,15 @@ def main() -> int:
     ap.add_argument("--complete-silence-ms", type=float, default=TurnConfig.complete_silence_ms,
                     help="turn detector's wait after a finished sentence (default: %(default)s)")
     ap.add_argument("--trace", action="store_true", help="print each trial's loop events (times from end of speech)")
+    ap.add_argument("--files", nargs="*", help="only these recordings (names in ../shared/speech/dev)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "voice_loop.json")
     args = ap.parse_args()
     rec, voice = WhisperRecognizer.load("whisper-tiny.en"), PiperVoice.load("piper-joe")
     voice.warm_up()
     files = sorted(p for p in SPEECH.glob("*.flac") if p.name.startswith(("librispeech_", "ljspeech_LJ00")))
     files = files[:: max(1, len(files) // args.trials)][: args.trials]
+    if args.files:
+        files = [SPEECH / name for name in args.files]
     turns_cfg = TurnConfig(complete_silence_ms=args.complete_silence_ms,
                            default_silence_ms=max(args.complete_silence_ms, TurnConfig.default_silence_ms))
     rows = []
@@ -107,6 +110,9 @@ def main() -> int:
         rows.append({"file": f.name, **r})
         print(f"{f.name:<36} {r['end_of_turn_s']:11.3f} {r['first_token_s']:9.3f} {r['voice_to_voice_s']:14.3f}"
               f" {r['cut_ins']:7d}")
+    if not rows:
+        print("no turn was answered")
+        return 1
     v2v = [r["voice_to_voice_s"] for r in rows]
     eot = [r["end_of_turn_s"] for r in rows]
     summary = {"trials": len(rows), "of": len(files), "voice_to_voice_p50_s": float(np.median(v2v)),

@@ -304,6 +304,7 @@ class VoiceLoop:
             self.history.append(Message("assistant", heard, interrupted=True))
         else:  # not a word of the reply played: the user was not done, their turn goes on
             self._user_text.insert(0, self.history.pop().content)
+            self._echo_words = set()  # and nothing of it can come back as echo
         self._reply = None
         self._paused = False
         return BargeIn(heard)
