@@ -191,6 +191,7 @@ def main() -> int:
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
+    ap.add_argument("--wer-only", action="store_true", help="only the WER run (no --streams runs)")
     ap.add_argument("--limit-files", type=int, default=0)
     ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_streams.json")
@@ -212,7 +213,7 @@ def main() -> int:
           f"CUDA graphs {'on' if args.graphs else 'off'}")
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
-    for n in args.streams:
+    for n in [] if args.wer_only else args.streams:
         res = run(engine, tok, vad, speech, names, n, args.duration_s, config, args.max_batch)
         lat = latencies(res, refs)
         ticks = np.array(res["ticks"])
@@ -231,19 +232,21 @@ def main() -> int:
     report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms,
               "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}
-    if args.wer:
+    if args.wer or args.wer_only:
         longest = max(len(speech[n_]) for n_ in names) / SR
         res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch, one_file_each=True)
         errors = words = errors_no_an4 = words_no_an4 = 0
+        texts = {}
         for s in res["sessions"]:
             name = s.files[0][0]
             hyp = " ".join(c.text for _, c in s.captions if c.is_final)
+            texts[name] = hyp
             e, w = word_errors(refs[name]["transcript"], hyp)
             errors, words = errors + e, words + w
             if not name.startswith("an4_"):
                 errors_no_an4, words_no_an4 = errors_no_an4 + e, words_no_an4 + w
         report["wer"] = {"streams": len(names), "wer": errors / words, "wer_without_an4": errors_no_an4 / words_no_an4,
-                         **latencies(res, refs)}
+                         **latencies(res, refs), "texts": texts}
         print(f"streaming WER, {len(names)} sessions at once: {100 * errors / words:.2f}% "
               f"(without AN4 {100 * errors_no_an4 / words_no_an4:.2f}%)")
     best = max((r["streams"] for r in rows if r["real_time"]), default=0)

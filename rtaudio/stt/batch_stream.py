@@ -158,7 +158,10 @@ class BatchStream:
             words = words[:loop]
         if req.final:
             self._pending_finals.pop(0)
-            final_words = self.agreement.finish(words)
+            # The final decode heard the whole segment at once, as offline transcription does: it is the
+            # final. (Merging it into words committed from partials, whose times are only spread evenly
+            # here, garbles spelled letters: "pi tts bu rgh".) Partials only ever showed a preview.
+            final_words = words or self.agreement.finish(None)
             self.agreement.reset()
             cap = Caption(words_text(final_words), req.start_sample, req.end_sample, Stability.FINAL,
                           self.segment_id, SAMPLE_RATE_HZ, tuple(final_words))
