@@ -32,6 +32,7 @@ import numpy as np
 
 from rtaudio.clock import SystemClock
 from rtaudio.io.files import read_audio
+from rtaudio.server.admission import AdmissionConfig
 from rtaudio.server.background import BackgroundServer
 from rtaudio.server.client import CaptionEvent, StreamClient
 from rtaudio.server.config import ServerConfig, ServerLimits, SessionConfig
@@ -151,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     programs = load_programs(max(steps), args.seconds)
     limits = ServerLimits(max_sessions=max(steps) + 2)
     rows: list[dict[str, Any]] = []
+    # A capacity probe: admission control (bench/latency.py measures it) would refuse the clients past
+    # its estimate, so it is off here and every step shows what the machine really does.
     with BackgroundServer(ServerConfig(port=0, decode_workers=args.decode_workers, preload_voice=False,
-                                       limits=limits)) as srv:
+                                       limits=limits, admission=AdmissionConfig(enabled=False))) as srv:
         assert srv.server is not None
         peer = peer_direct(programs[0][0], srv.server.hub)
         peer_row = {"clients": 1, "what": "engine in-process (peer)", "p50_ms": pct(peer["partial_ms"], 50),
