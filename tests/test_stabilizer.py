@@ -114,6 +114,11 @@ def test_repetition_start() -> None:
     assert repetition_start(W("some more words words words words and that")) is None
     assert repetition_start(W("Fail again Fail again Fail Fail Fail"), anywhere=True) == 2
     assert repetition_start(W("a b c")) is None
+    # a sentence read again from the start until the (padded) window ran out
+    again = W("the modern approach will also be reflected in the terms of address the modern approach will also")
+    assert repetition_start(again) == 12
+    assert repetition_start(W("rubout 471 471 471 471 4")) == 3, "the last copy cut short mid-word"
+    assert repetition_start(W("we will fight and we will win")) is None, "a short echo of the start is speech"
     assert repetition_start([]) is None
 
 

@@ -161,11 +161,28 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
             while keys[start + reps * n: start + (reps + 1) * n] == gram:
                 reps += 1
             rest = keys[start + reps * n:]
-            # to the end: nothing, a partial copy, or (after many copies) a stray word may follow
-            to_end = rest == gram[: len(rest)] or (reps > allowed + 1 and len(rest) < n)
+            # to the end: nothing, a partial copy (its last word maybe cut short: "471 471 4"), or
+            # (after many copies) a stray word may follow
+            to_end = _is_partial_copy(rest, gram) or (reps > allowed + 1 and len(rest) < n)
             if reps > allowed and (anywhere or to_end):
                 return start + allowed * n
+    # a phrase read again from its start until the (padded) window ran out: "the modern approach ...
+    # of address the modern approach will also"; at least 4 words, the copy a third of the phrase or more
+    for start in range(len(keys)):
+        for n in range(4, min(40, len(keys) - start - 4) + 1):
+            rest = keys[start + n:]
+            if len(rest) >= max(4, n // 3) and _is_partial_copy(rest, keys[start: start + n]):
+                return start + n
     return None
+
+
+def _is_partial_copy(rest: Sequence[str], gram: Sequence[str]) -> bool:
+    """`rest` is the start of `gram`, its last word maybe cut short."""
+    if len(rest) > len(gram):
+        return False
+    if list(rest) == list(gram[: len(rest)]):
+        return True
+    return bool(rest) and list(rest[:-1]) == list(gram[: len(rest) - 1]) and gram[len(rest) - 1].startswith(rest[-1])
 
 
 class LocalAgreement:
