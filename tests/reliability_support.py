@@ -10,6 +10,7 @@ import base64
 import json
 import random
 import socket
+import time
 from typing import Any
 
 import jiwer
@@ -35,6 +36,13 @@ LIMITS = ServerLimits(max_sessions=8, max_message_bytes=64 * 1024, idle_timeout_
 def reliability_config(**overrides: Any) -> ServerConfig:
     return ServerConfig(**{"port": 0, "decode_workers": 2, "limits": LIMITS, "shutdown_grace_s": 2.0,
                            "preload_voice": False, **overrides})
+
+
+def wait_for_free_slots(server: Any, timeout_s: float = 15.0) -> None:
+    """Wait until sessions left by earlier tests are cleaned up (on a loaded machine that lags a little)."""
+    deadline = time.monotonic() + timeout_s
+    while server.server is not None and server.server.sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def wer(ref: str, hyp: str) -> float:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
-from reliability_support import LIMITS, RawWebSocket, error_codes, raw_frame
+from reliability_support import LIMITS, RawWebSocket, error_codes, raw_frame, wait_for_free_slots
 from websockets.frames import Frame, Opcode
 
 from rtaudio.server.app import Server
@@ -181,6 +181,8 @@ def test_session_count_is_limited(reliability_server: BackgroundServer) -> None:
 
 def test_speech_requests_waiting_are_bounded(reliability_server: BackgroundServer) -> None:
     """Thirty speech requests in one burst: the queue takes 16, the rest are refused, the session goes on."""
+    wait_for_free_slots(reliability_server)
+
     async def run() -> list[str]:
         ws = await RawWebSocket.connect(reliability_server.ws_url + "/v1/stream")
         frames = [raw_frame(0x1, json.dumps({"type": "session.start"}).encode())]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -178,7 +179,8 @@ def test_turn_is_answered_with_speech_in_lockstep_with_the_mic(server: Backgroun
     assert rms(reply) > 0.02
     assert server.server is not None
     heard = server.server.hub.recognizer("whisper-tiny.en").transcribe(reply).text.lower()
-    assert "said" in heard and "himself honest" in heard, heard  # the reply audio says what the user said
+    words = re.sub(r"[^a-z ]", "", heard)
+    assert "said" in words and "himself honest" in words, heard  # the reply audio says what the user said
     metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
     assert 'rtaudio_assistant_turn_latency_seconds_count{stage="first_audio"}' in metrics
     assert 'rtaudio_assistant_turns_total{outcome="answered"}' in metrics
