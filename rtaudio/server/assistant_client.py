@@ -21,8 +21,8 @@ import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from rtaudio.errors import AuthError, CapacityError, ProtocolError
-from rtaudio.server.client import ServerEvent, _error_for
+from rtaudio.errors import ProtocolError
+from rtaudio.server.client import ServerEvent, _error_for, open_session
 from rtaudio.server.config import Encoding
 from rtaudio.server.wire import decode_pcm, encode_pcm
 
@@ -73,26 +73,7 @@ class AssistantClient:
     async def connect(cls, url: str, config: dict[str, Any] | None = None, token: str | None = None,
                       timeout_s: float = 60.0) -> AssistantClient:
         """Open a session; raises ConfigError / UnknownModelError / AuthError... as the server answers."""
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        try:
-            ws = await websockets.connect(url, additional_headers=headers, max_size=16 << 20, open_timeout=timeout_s,
-                                          ping_interval=None)
-        except websockets.InvalidStatus as e:
-            status = e.response.status_code
-            body = e.response.body.decode(errors="replace").strip() if e.response.body else ""
-            if status == 401:
-                raise AuthError(f"server refused the token: {body}") from e
-            if status == 503:
-                raise CapacityError(body) from e
-            raise ProtocolError(f"server refused the websocket ({status}): {body}") from e
-        await ws.send(json.dumps({"type": "session.start", "config": config or {}}))
-        while True:
-            msg = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
-            if msg["type"] == "session.started":
-                return cls(ws, msg)
-            if msg["type"] == "error":
-                await ws.close()
-                raise _error_for(msg["code"], msg["message"])
+        return cls(*await open_session(url, config, token, timeout_s))
 
     async def __aenter__(self) -> AssistantClient:
         return self

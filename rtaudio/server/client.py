@@ -76,6 +76,34 @@ def caption_from_json(data: dict[str, Any]) -> Caption:
                    words=words)
 
 
+async def open_session(url: str, config: dict[str, Any] | None, token: str | None,
+                       timeout_s: float) -> tuple[ClientConnection, dict[str, Any]]:
+    """Connect and start a session: (connection, the `session.started` message); the server's refusal or
+    error becomes AuthError / CapacityError / ConfigError / ... (shared by every endpoint's client)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        # No keepalive pings: when the server applies back-pressure (a file sent faster than real
+        # time), pings wait behind audio in TCP and would time out a healthy connection.
+        ws = await websockets.connect(url, additional_headers=headers, max_size=16 << 20, open_timeout=timeout_s,
+                                      ping_interval=None)
+    except websockets.InvalidStatus as e:
+        status = e.response.status_code
+        body = e.response.body.decode(errors="replace").strip() if e.response.body else ""
+        if status == 401:
+            raise AuthError(f"server refused the token: {body}") from e
+        if status == 503:
+            raise CapacityError(body) from e
+        raise ProtocolError(f"server refused the websocket ({status}): {body}") from e
+    await ws.send(json.dumps({"type": "session.start", "config": config or {}}))
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+        if msg["type"] == "session.started":
+            return ws, msg
+        if msg["type"] == "error":
+            await ws.close()
+            raise _error_for(msg["code"], msg["message"])
+
+
 class StreamClient:
     def __init__(self, ws: ClientConnection, started: dict[str, Any]) -> None:
         self.ws = ws
@@ -93,28 +121,7 @@ class StreamClient:
     async def connect(cls, url: str, config: dict[str, Any] | None = None, token: str | None = None,
                       timeout_s: float = 30.0) -> StreamClient:
         """Open a session; raises AuthError / CapacityError / ConfigError... as the server answers."""
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        try:
-            # No keepalive pings: when the server applies back-pressure (a file sent faster than real
-            # time), pings wait behind audio in TCP and would time out a healthy connection.
-            ws = await websockets.connect(url, additional_headers=headers, max_size=16 << 20, open_timeout=timeout_s,
-                                          ping_interval=None)
-        except websockets.InvalidStatus as e:
-            status = e.response.status_code
-            body = e.response.body.decode(errors="replace").strip() if e.response.body else ""
-            if status == 401:
-                raise AuthError(f"server refused the token: {body}") from e
-            if status == 503:
-                raise CapacityError(body) from e
-            raise ProtocolError(f"server refused the websocket ({status}): {body}") from e
-        await ws.send(json.dumps({"type": "session.start", "config": config or {}}))
-        while True:
-            msg = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
-            if msg["type"] == "session.started":
-                return cls(ws, msg)
-            if msg["type"] == "error":
-                await ws.close()
-                raise _error_for(msg["code"], msg["message"])
+        return cls(*await open_session(url, config, token, timeout_s))
 
     async def __aenter__(self) -> StreamClient:
         return self
