@@ -50,7 +50,7 @@ from rtaudio.server.config import AssistantServiceConfig, ServerLimits
 from rtaudio.server.engine import STREAM_RATE_HZ, ModelHub, WorkerPools
 from rtaudio.server.events import AudioIn, ClientEvent, ClientMistake, EndOfAudio, StartAssistant
 from rtaudio.server.metrics import ServerMetrics
-from rtaudio.server.outbox import Outbox
+from rtaudio.server.outbox import Outbox, pump
 from rtaudio.stt.streaming import StreamingRecognizer
 from rtaudio.tts.config import SynthesisConfig
 from rtaudio.tts.voice import PiperVoice
@@ -146,16 +146,7 @@ class AssistantSession:
 
     def pump(self) -> None:
         """Move what the wire wants to send into the outbox; close a client that reads far too slowly."""
-        if self.outbox.closed:
-            self.wire.data_to_send()
-            return
-        self.outbox.put(self.wire.data_to_send())
-        if self.outbox.overflowing and self.wire.close_code is None:
-            self.metrics.drops.inc(1, "slow_consumer")
-            self.wire.fail(CapacityError(f"client reads too slowly: {self.outbox.queued_bytes} bytes queued"))
-            self.outbox.put(self.wire.data_to_send())
-        if self.wire.close_code is not None:
-            self.close_requested.set()
+        pump(self.wire, self.outbox, self.metrics, self.close_requested)
 
     @property
     def busy(self) -> bool:

@@ -10,6 +10,27 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from rtaudio.errors import CapacityError
+
+if TYPE_CHECKING:
+    from rtaudio.server.metrics import ServerMetrics
+    from rtaudio.server.wire import Wire
+
+
+def pump(wire: Wire, outbox: Outbox, metrics: ServerMetrics, close_requested: asyncio.Event) -> None:
+    """Move what the wire wants to send into the outbox; close a client that reads far too slowly."""
+    if outbox.closed:
+        wire.data_to_send()
+        return
+    outbox.put(wire.data_to_send())
+    if outbox.overflowing and wire.close_code is None:
+        metrics.drops.inc(1, "slow_consumer")
+        wire.fail(CapacityError(f"client reads too slowly: {outbox.queued_bytes} bytes queued"))
+        outbox.put(wire.data_to_send())
+    if wire.close_code is not None:
+        close_requested.set()
 
 
 class Outbox:

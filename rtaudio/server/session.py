@@ -44,7 +44,7 @@ from rtaudio.server.events import (
     VadEvent,
 )
 from rtaudio.server.metrics import ServerMetrics
-from rtaudio.server.outbox import Outbox
+from rtaudio.server.outbox import Outbox, pump
 from rtaudio.server.ring import AudioRing
 from rtaudio.server.speech import MAX_WAITING_REQUESTS, SpeechJob, SpeechQueue, run_speech_job
 from rtaudio.server.wire import CLOSE_GOING_AWAY, Wire
@@ -141,16 +141,7 @@ class Session:
 
     def pump(self) -> None:
         """Move what the wire wants to send into the outbox; close a client that reads far too slowly."""
-        if self.outbox.closed:
-            self.wire.data_to_send()
-            return
-        self.outbox.put(self.wire.data_to_send())
-        if self.outbox.overflowing and self.wire.close_code is None:
-            self.metrics.drops.inc(1, "slow_consumer")
-            self.wire.fail(CapacityError(f"client reads too slowly: {self.outbox.queued_bytes} bytes queued"))
-            self.outbox.put(self.wire.data_to_send())
-        if self.wire.close_code is not None:
-            self.close_requested.set()
+        pump(self.wire, self.outbox, self.metrics, self.close_requested)
 
     @property
     def busy(self) -> bool:
