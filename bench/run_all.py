@@ -42,6 +42,7 @@ SUITE: dict[str, list[str]] = {
     "stt_stream": ["bench/stt_stream.py", "--charge", "cpu", "--stride", "3", "--noise-s", "300"],
     "tts": ["bench/tts.py", "--repeats", "5", "--wer-limit", "54"],
     "server": ["bench/server.py", "--max-clients", "8", "--seconds", "15"],
+    "latency": ["bench/latency.py"],
     "voice_loop": ["-m", "bench.voice_loop", "--trials", "8"],
     "timeline": ["-m", "bench.timeline"],
 }
@@ -52,8 +53,8 @@ FULL: dict[str, list[str]] = {
     "voice_loop": ["-m", "bench.voice_loop", "--trials", "10"],
 }
 # Seconds each script may take at the default sizes on a quiet 2-core machine (sum + plots < 20 min).
-BUDGET_S: dict[str, int] = {"dsp": 30, "stt_offline": 240, "stt_stream": 300, "tts": 180, "server": 180,
-                            "voice_loop": 90, "timeline": 45, "plots": 15}
+BUDGET_S: dict[str, int] = {"dsp": 30, "stt_offline": 200, "stt_stream": 240, "tts": 150, "server": 180,
+                            "latency": 150, "voice_loop": 90, "timeline": 45, "plots": 15}
 
 
 def main(argv: list[str] | None = None) -> int:
