@@ -38,7 +38,7 @@ from bench.server import load_programs, pct, wer  # noqa: E402
 from rtaudio.errors import CapacityError  # noqa: E402
 from rtaudio.server.admission import AdmissionConfig  # noqa: E402
 from rtaudio.server.background import BackgroundServer  # noqa: E402
-from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient  # noqa: E402
+from rtaudio.server.client import StreamClient  # noqa: E402
 from rtaudio.server.config import ServerConfig, ServerLimits  # noqa: E402
 from rtaudio.stt.latency_budget import LatencyBudgetConfig  # noqa: E402
 
@@ -52,24 +52,8 @@ async def one_client(url: str, audio: np.ndarray, delay_s: float) -> dict[str, A
         client = await StreamClient.connect(url, {"audio": {"sample_rate_hz": 16000}})
     except CapacityError as e:
         return {"admitted": False, "refusal": str(e), "joined_s": delay_s}
-    captions: list[CaptionEvent] = []
-    budget: list[dict[str, Any]] = []
     async with client:
-        async def collect() -> None:
-            async for ev in client:
-                if isinstance(ev, CaptionEvent):
-                    captions.append(ev)
-                elif isinstance(ev, ServerEvent) and ev.type == "budget":
-                    budget.append(ev.data)
-                elif isinstance(ev, ServerEvent) and ev.type == "audio.ended":
-                    return
-
-        collector = asyncio.create_task(collect())
-        await client.stream_audio(audio, chunk_ms=20, realtime=True)
-        ended = time.monotonic()
-        await client.end_audio()
-        await asyncio.wait_for(collector, 300)
-        final_delay = time.monotonic() - ended
+        captions, budget, ended, final_delay = await client.stream_and_collect(audio, timeout_s=300)
     partial = [e.latency_ms for e in captions if not e.caption.is_final and e.latency_ms is not None]
     return {"admitted": True, "joined_s": delay_s, "partial_ms": partial, "final_delay_s": final_delay,
             "budget_events": budget, "max_level": max((b["level"] for b in budget), default=0),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from rtaudio.io.files import read_audio
 from rtaudio.latency import DelayedRecognizer
 from rtaudio.server.admission import AdmissionConfig, AdmissionControl
 from rtaudio.server.background import BackgroundServer
-from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient
+from rtaudio.server.client import CaptionEvent, StreamClient
 from rtaudio.server.config import ServerConfig, ServerLimits
 from rtaudio.server.engine import ModelHub
 from rtaudio.server.protocol import SessionProtocol
@@ -163,24 +162,8 @@ def test_slow_server_sends_budget_events_and_keeps_lag_bounded(speech_dir: Path)
         async def run() -> tuple[list[CaptionEvent], list[dict[str, Any]], float]:
             async with await StreamClient.connect(srv.ws_url + "/v1/stream",
                                                   {"audio": {"sample_rate_hz": rate}}) as client:
-                budget: list[dict[str, Any]] = []
-                captions: list[CaptionEvent] = []
-
-                async def collect() -> None:
-                    async for ev in client:
-                        if isinstance(ev, CaptionEvent):
-                            captions.append(ev)
-                        elif isinstance(ev, ServerEvent) and ev.type == "budget":
-                            budget.append(ev.data)
-                        elif isinstance(ev, ServerEvent) and ev.type == "audio.ended":
-                            return
-
-                task = asyncio.create_task(collect())
-                await client.stream_audio(audio, chunk_ms=20, realtime=True)
-                ended = time.monotonic()
-                await client.end_audio()
-                await asyncio.wait_for(task, 60)
-                return captions, budget, time.monotonic() - ended
+                captions, budget, _, delay = await client.stream_and_collect(audio, timeout_s=60)
+                return captions, budget, delay
 
         captions, budget, final_after_s = asyncio.run(run())
         metrics = _metrics(srv)

@@ -222,6 +222,30 @@ class StreamClient:
                 elif isinstance(event, ServerEvent) and event.type == "error" and event.data.get("fatal"):
                     raise _error_for(event.data["code"], event.data["message"])
 
+    async def stream_and_collect(self, samples: np.ndarray, timeout_s: float = 300.0
+                                 ) -> tuple[list[CaptionEvent], list[dict[str, Any]], float, float]:
+        """Stream `samples` at real-time pace while collecting captions and `budget` events until
+        `audio.ended`: (captions, budget event payloads, monotonic time the audio was all sent, seconds
+        from then to `audio.ended`)."""
+        captions: list[CaptionEvent] = []
+        budget: list[dict[str, Any]] = []
+
+        async def collect() -> None:
+            async for ev in self:
+                if isinstance(ev, CaptionEvent):
+                    captions.append(ev)
+                elif isinstance(ev, ServerEvent) and ev.type == "budget":
+                    budget.append(ev.data)
+                elif isinstance(ev, ServerEvent) and ev.type == "audio.ended":
+                    return
+
+        collector = asyncio.create_task(collect())
+        await self.stream_audio(samples, chunk_ms=20, realtime=True)
+        sent = time.monotonic()
+        await self.end_audio()
+        await asyncio.wait_for(collector, timeout_s)
+        return captions, budget, sent, time.monotonic() - sent
+
     async def say(self, text: str, voice: str | None = None, timeout_s: float = 120.0) -> tuple[np.ndarray, int, list[float]]:
         """Synthesize `text`; returns (samples float32, rate, arrival times of the chunks in s since request)."""
         t0 = time.monotonic()
