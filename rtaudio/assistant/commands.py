@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtaudio.assistant.loop import LISTENING, BargeIn, Partial, TurnEnded, VoiceLoop
+    from rtaudio.assistant.loop import LISTENING, BargeIn, LoopEvent, Partial, TurnEnded, VoiceLoop
     from rtaudio.assistant.responders import EchoResponder, OpenAIChatConfig, OpenAIChatResponder, Responder
     from rtaudio.assistant.runner import AssistantRunner
     from rtaudio.io.devices import Microphone, Speaker
@@ -36,20 +36,28 @@ def run(args: argparse.Namespace) -> int:
     stream = StreamingRecognizer(WhisperRecognizer.load(args.model), LISTENING)
     loop = VoiceLoop(stream, clock=SystemClock())
     runner = AssistantRunner(loop, responder, PiperVoice.load(args.voice))
-    with Microphone(16000, args.input_device) as mic, Speaker(16000, args.output_device) as speaker:
-        print("listening (Ctrl-C to stop)")
-        while True:
-            block = mic.read()
-            if block is None or not len(block.samples):
-                time.sleep(0.005)  # the callback fills the ring every 20 ms
-                continue
-            speaker.write(loop.pull_speaker(len(block.samples)))
-            events = loop.push_mic(block.samples)
-            runner.handle(events)
-            for ev in events:
-                if isinstance(ev, Partial):
-                    print(f"\r\033[K> {ev.text}", end="", flush=True)
-                elif isinstance(ev, TurnEnded):
-                    print(f"\r\033[Kyou: {ev.text}")
-                elif isinstance(ev, BargeIn):
-                    print("\n(interrupted)")
+    def show(events: list[LoopEvent]) -> None:  # on the listener thread
+        for ev in events:
+            if isinstance(ev, Partial):
+                print(f"\r\033[K> {ev.text}", end="", flush=True)
+            elif isinstance(ev, TurnEnded):
+                print(f"\r\033[Kyou: {ev.text}")
+            elif isinstance(ev, BargeIn):
+                print("\n(interrupted)")
+
+    # The sound-card loop only moves audio; the recognizer runs on the runner's listener thread.
+    runner.start_listening(show)
+    try:
+        with Microphone(16000, args.input_device) as mic, Speaker(16000, args.output_device) as speaker:
+            print("listening (Ctrl-C to stop)")
+            while runner.listening:
+                block = mic.read()
+                if block is None or not len(block.samples):
+                    time.sleep(0.005)  # the callback fills the ring every 20 ms
+                    continue
+                speaker.write(runner.pull_speaker(len(block.samples)))
+                runner.feed_mic(block.samples)
+    finally:
+        runner.stop()
+    print(f"stopped: {runner.errors[-1] if runner.errors else 'listening ended'}")
+    return 1

@@ -58,6 +58,11 @@ class AssistantRunner:
                                           daemon=True)
         self._listener.start()
 
+    @property
+    def listening(self) -> bool:
+        """The listener thread runs (False before `start_listening`, after `stop` or a recognizer failure)."""
+        return self._listener is not None and self._listener.is_alive()
+
     def feed_mic(self, samples: np.ndarray) -> None:
         """Microphone samples (16 kHz mono float32) for the listener thread; returns at once."""
         self._mic.append(np.array(samples, dtype=np.float32))
@@ -89,10 +94,10 @@ class AssistantRunner:
                 self.loop.hear(np.concatenate(chunks))
             try:
                 events = self.loop.think()
-            except Exception as e:  # a recognizer failure is reported, the loop goes on listening
+            except Exception as e:  # a recognizer failure ends listening (it would recur every pass)
                 log.error("listening failed: %s", e)
                 self.errors.append(e)
-                continue
+                return
             if events:
                 self.handle(events)
                 if on_events is not None:
@@ -103,9 +108,9 @@ class AssistantRunner:
         for ev in events:
             if isinstance(ev, TurnLikely) or (isinstance(ev, TurnEnded) and not ev.prepared):
                 self._start(ev.reply_id, list(ev.history))
-            elif isinstance(ev, (BargeIn, TurnCancelled)) and self._cancel is not None:
-                if not isinstance(ev, TurnCancelled) or ev.reply_id == self._reply_id:
-                    self._cancel.set()
+            elif self._cancel is not None and (isinstance(ev, BargeIn) or
+                                               (isinstance(ev, TurnCancelled) and ev.reply_id == self._reply_id)):
+                self._cancel.set()
 
     def _start(self, reply_id: int, history: list[Message]) -> None:
         if self._cancel is not None:
