@@ -89,8 +89,10 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 
 
 def run(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
-        duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False) -> dict:
-    runner = BatchRunner(engine, text_of(tok), BatchedVad(vad_path, threads=12, chunk=48), BatchScheduler(max_batch))
+        duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
+        overlap_vad: bool = False) -> dict:
+    runner = BatchRunner(engine, text_of(tok), BatchedVad(vad_path, threads=12, chunk=48), BatchScheduler(max_batch),
+                         overlap_vad=overlap_vad)
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -128,6 +130,7 @@ def run(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[
 
 def latencies(result: dict, refs: dict) -> dict:
     partial, final, missed, total = [], [], 0, 0
+    first_final: list[bool] = []  # per shown word: its first showing was a final caption
     horizon = result["t0"] + result["duration_s"] - 2.0
     for s in result["sessions"]:
         ref_words = []  # (key, start_s, end_s) in stream time
@@ -136,6 +139,7 @@ def latencies(result: dict, refs: dict) -> dict:
                 if normalize_word(text):
                     ref_words.append((normalize_word(text), offset + ws, offset + we))
         shown = [None] * len(ref_words)
+        by_final = [False] * len(ref_words)
         for emit, cap in s.captions:
             lo, hi = cap.start_s - 0.5, cap.end_s + 0.5
             idx = [k for k, (_, ws, we) in enumerate(ref_words) if we >= lo and ws <= hi]
@@ -148,6 +152,7 @@ def latencies(result: dict, refs: dict) -> dict:
                     matched.append(k)
                     if shown[k] is None:
                         shown[k] = emit
+                        by_final[k] = cap.is_final
             if cap.is_final and matched:
                 final.append(emit - (s.start_wall + max(ref_words[k][2] for k in matched)))
         for k, (_, _, we) in enumerate(ref_words):
@@ -158,13 +163,23 @@ def latencies(result: dict, refs: dict) -> dict:
                 missed += 1
             else:
                 partial.append(shown[k] - (s.start_wall + we))
+                first_final.append(by_final[k])
 
     def pct(xs: list[float], q: float) -> float:
         return float(np.percentile(xs, q)) if xs else float("nan")
 
     return {"partial_p50_s": pct(partial, 50), "partial_p95_s": pct(partial, 95), "partial_p99_s": pct(partial, 99),
             "final_p50_s": pct(final, 50), "final_p95_s": pct(final, 95), "words": total,
-            "words_never_shown": missed}
+            "words_never_shown": missed, **_tail(partial, first_final)}
+
+
+def _tail(latency: list[float], first_final: list[bool]) -> dict:
+    """Where the slow words come from: how many took > 1 s and how many of those first showed in a final."""
+    late = [f for x, f in zip(latency, first_final, strict=True) if x > 1.0]
+    in_partials = [x for x, f in zip(latency, first_final, strict=True) if not f]
+    return {"words_over_1s": len(late), "over_1s_first_in_final": sum(late),
+            "first_in_final": sum(first_final),
+            "partial_only_p99_s": float(np.percentile(in_partials, 99)) if in_partials else float("nan")}
 
 
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
@@ -190,6 +205,7 @@ def main() -> int:
     ap.add_argument("--pause-pass-ms", type=float, default=BatchStreamConfig.pause_pass_ms,
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
+    ap.add_argument("--overlap-vad", action="store_true", help="score the VAD on the CPU while the GPU decodes")
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
     ap.add_argument("--wer-only", action="store_true", help="only the WER run (no --streams runs)")
     ap.add_argument("--limit-files", type=int, default=0)
@@ -214,7 +230,8 @@ def main() -> int:
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
     for n in [] if args.wer_only else args.streams:
-        res = run(engine, tok, vad, speech, names, n, args.duration_s, config, args.max_batch)
+        res = run(engine, tok, vad, speech, names, n, args.duration_s, config, args.max_batch,
+                  overlap_vad=args.overlap_vad)
         lat = latencies(res, refs)
         ticks = np.array(res["ticks"])
         busy = ticks[ticks[:, 1] > 0]
@@ -228,13 +245,17 @@ def main() -> int:
         print(f"{n:>7} {row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
               f"{row['final_p50_s']:7.2f} {row['words_never_shown']:>3}/{row['words']:<4} {row['mean_batch']:6.1f} "
               f"{row['tick_p50_ms']:8.1f} {row['lateness_end_s']:8.2f} {str(row['real_time']):>9}"
-              f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick)", flush=True)
+              f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick; "
+              f"{row['words_over_1s']} words > 1 s, {row['over_1s_first_in_final']} of them first in a final; "
+              f"{row['first_in_final']} words first in a final; p99 of words first in partials "
+              f"{row['partial_only_p99_s']:.2f} s)", flush=True)
     report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms,
               "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
-              "cuda_graphs": args.graphs, "runs": rows}
+              "cuda_graphs": args.graphs, "overlap_vad": args.overlap_vad, "runs": rows}
     if args.wer or args.wer_only:
         longest = max(len(speech[n_]) for n_ in names) / SR
-        res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch, one_file_each=True)
+        res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch, one_file_each=True,
+                  overlap_vad=args.overlap_vad)
         errors = words = errors_no_an4 = words_no_an4 = 0
         texts = {}
         for s in res["sessions"]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.frames import Caption
+from rtaudio.onnx_session import open_session
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, WindowRequest
 from rtaudio.stt.vad import CONTEXT_SAMPLES, FRAME_SAMPLES
 
@@ -31,47 +32,62 @@ class BatchedVad:
     Chunks run on a thread pool (onnxruntime releases the GIL), so hundreds of streams use many cores."""
 
     def __init__(self, path: Path, threads: int = 2, chunk: int = 64) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = open_session(path, "the Silero VAD model", threads=1)
         self._sr = np.array(16000, dtype=np.int64)
         self._pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
         self.chunk = chunk
         self.states: dict[int, np.ndarray] = {}
         self.contexts: dict[int, np.ndarray] = {}
 
-    def score(self, streams: list[BatchStream]) -> None:
-        ready = [s for s in streams if s.vad_frames_due() > 0]
-        chunks = [ready[i: i + self.chunk] for i in range(0, len(ready), self.chunk)]
+    def probabilities(self, streams: list[BatchStream]) -> dict[int, np.ndarray]:
+        """Speech probability of every whole frame not scored yet, per stream id. Reads the streams' audio
+        and changes nothing in them (only this VAD's recurrent state), so decoding may run meanwhile."""
+        todo = [(s, s.vad.position_sample // FRAME_SAMPLES, s.written // FRAME_SAMPLES) for s in streams]
+        todo = [t for t in todo if t[2] > t[1]]
+        chunks = [todo[i: i + self.chunk] for i in range(0, len(todo), self.chunk)]
+        out: dict[int, np.ndarray] = {}
         if self._pool is None or len(chunks) <= 1:
             for c in chunks:
-                self._score_chunk(c)
+                out.update(self._chunk_probabilities(c))
         else:
-            list(self._pool.map(self._score_chunk, chunks))
+            for part in self._pool.map(self._chunk_probabilities, chunks):
+                out.update(part)
+        return out
 
-    def _score_chunk(self, streams: list[BatchStream]) -> None:
+    def _chunk_probabilities(self, todo: list[tuple[BatchStream, int, int]]) -> dict[int, np.ndarray]:
+        probs: dict[int, list[float]] = {s.id: [] for s, _, _ in todo}
+        step = 0
         while True:
-            ready = [s for s in streams if s.vad_frames_due() > 0]
+            ready = [(s, first + step) for s, first, end in todo if first + step < end]
             if not ready:
-                return
+                return {k: np.array(v, dtype=np.float32) for k, v in probs.items()}
             batch = np.zeros((len(ready), CONTEXT_SAMPLES + FRAME_SAMPLES), dtype=np.float32)
             state = np.zeros((2, len(ready), 128), dtype=np.float32)
-            for i, s in enumerate(ready):
+            for i, (s, frame) in enumerate(ready):
                 batch[i, :CONTEXT_SAMPLES] = self.contexts.get(s.id, 0.0)
-                batch[i, CONTEXT_SAMPLES:] = s.frame(s.vad.position_sample // FRAME_SAMPLES)
+                batch[i, CONTEXT_SAMPLES:] = s.frame(frame)
                 state[:, i] = self.states.get(s.id, 0.0)
-            probs, new_state = self._session.run(None, {"input": batch, "state": state, "sr": self._sr})
-            for i, s in enumerate(ready):
+            p, new_state = self._session.run(None, {"input": batch, "state": state, "sr": self._sr})
+            for i, (s, _) in enumerate(ready):
                 self.states[s.id] = new_state[:, i].copy()
                 self.contexts[s.id] = batch[i, -CONTEXT_SAMPLES:].copy()
-                s.accept_vad(probs[i: i + 1])
+                probs[s.id].append(float(p[i, 0]))
+            step += 1
+
+    def score(self, streams: list[BatchStream]) -> None:
+        """Score and apply: every stream's VAD segmentation advances over its new audio."""
+        apply_probabilities(streams, self.probabilities(streams))
 
     def forget(self, stream_id: int) -> None:
         self.states.pop(stream_id, None)
         self.contexts.pop(stream_id, None)
+
+
+def apply_probabilities(streams: list[BatchStream], probs: dict[int, np.ndarray]) -> None:
+    by_id = {s.id: s for s in streams}
+    for stream_id, p in probs.items():
+        if stream_id in by_id:
+            by_id[stream_id].accept_vad(p)
 
 
 @dataclass
@@ -85,14 +101,21 @@ class TickReport:
 
 
 class BatchRunner:
+    """One scheduler round per `tick`: VAD over new audio, then the most overdue decodes as one batch.
+
+    overlap_vad: score the new audio on a side thread while the batch decodes (the GPU) instead of
+    before it; the VAD's findings then steer the next tick's requests, one tick later, and each tick
+    is shorter by the VAD's time. Streams are only changed on the calling thread, after both finish."""
+
     def __init__(self, engine: BatchEngine, decode: Callable[[list[int]], str], vad: BatchedVad,
-                 scheduler: BatchScheduler, clock: Clock | None = None) -> None:
+                 scheduler: BatchScheduler, clock: Clock | None = None, overlap_vad: bool = False) -> None:
         self.clock = clock or SystemClock()
         self.engine = engine
         self.decode = decode
         self.vad = vad
         self.scheduler = scheduler
         self.streams: dict[int, BatchStream] = {}
+        self._side = ThreadPoolExecutor(max_workers=1) if overlap_vad else None
 
     def add(self, stream: BatchStream) -> None:
         self.streams[stream.id] = stream
@@ -101,20 +124,34 @@ class BatchRunner:
         self.streams.pop(stream_id, None)
         self.vad.forget(stream_id)
 
+    def _timed_probabilities(self, streams: list[BatchStream]) -> tuple[dict[int, np.ndarray], float]:
+        t0 = self.clock.now_ns()
+        probs = self.vad.probabilities(streams)
+        return probs, (self.clock.now_ns() - t0) / 1e9
+
     def tick(self, now_s: float) -> tuple[list[tuple[int, Caption]], TickReport]:
         """Score new audio, decode the chosen batch; returns (stream id, caption) pairs and a report."""
         streams = list(self.streams.values())
-        t0 = self.clock.now_ns()
-        self.vad.score(streams)
+        vad_s = 0.0
+        if self._side is None:
+            probs, vad_s = self._timed_probabilities(streams)
+            apply_probabilities(streams, probs)
         t1 = self.clock.now_ns()
         requests: list[WindowRequest] = [r for s in streams if (r := s.request()) is not None]
         chosen = self.scheduler.pick(requests)
         worst = max((now_s - r.due_s for r in requests), default=0.0)
-        captions: list[tuple[int, Caption]] = []
-        if chosen:
+        pending = None if self._side is None else self._side.submit(self._timed_probabilities, streams)
+        try:
             windows = [self.streams[r.stream_id].window(r) for r in chosen]
-            for req, tokens in zip(chosen, self.engine.transcribe(windows), strict=True):
-                for cap in self.streams[req.stream_id].apply(req, self.decode(tokens).strip()):
-                    captions.append((req.stream_id, cap))
+            texts = [self.decode(t).strip() for t in self.engine.transcribe(windows)] if chosen else []
+        finally:
+            if pending is not None:  # the side thread reads the streams' audio: wait before changing them
+                probs, vad_s = pending.result()
+        captions: list[tuple[int, Caption]] = []
+        for req, text in zip(chosen, texts, strict=True):
+            for cap in self.streams[req.stream_id].apply(req, text):
+                captions.append((req.stream_id, cap))
+        if pending is not None:
+            apply_probabilities(streams, probs)
         t2 = self.clock.now_ns()
-        return captions, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9, (t2 - t1) / 1e9)
+        return captions, TickReport(len(chosen), len(requests) - len(chosen), worst, vad_s, (t2 - t1) / 1e9)

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from rtaudio.errors import ConfigError, ModelError
+from rtaudio.onnx_session import open_session
 
 CONFIG_NAME = "whisper.json"
 PRECISIONS = ("int8", "fp32")
@@ -89,26 +90,10 @@ class OnnxWhisper:
                  decoder_threads: int | None = None) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        import onnxruntime as ort
-
         self.info = WhisperModelInfo.load(folder)
-
-        def options(n_threads: int) -> ort.SessionOptions:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = n_threads
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-            return opts
-
         files = self.info.files[precision]
-        try:
-            self._encoder = ort.InferenceSession(str(folder / files["encoder"]), options(threads),
-                                                 providers=["CPUExecutionProvider"])
-            self._decoder = ort.InferenceSession(str(folder / files["decoder"]), options(decoder_threads or threads),
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"cannot load Whisper ONNX graphs from {folder}: {e}") from e
+        self._encoder = open_session(folder / files["encoder"], "the Whisper encoder", threads, spin)
+        self._decoder = open_session(folder / files["decoder"], "the Whisper decoder", decoder_threads or threads, spin)
         io = self.info.io
         self._enc_out = io["encoder_outputs"]
         self._dec_in = io["decoder_inputs"]

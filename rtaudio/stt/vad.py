@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtaudio.errors import ConfigError, ModelError, SampleRateError
+from rtaudio.errors import ConfigError, SampleRateError
+from rtaudio.onnx_session import open_session
 
 VAD_SAMPLE_RATE_HZ = 16000
 FRAME_SAMPLES = 512  # 32 ms per probability
@@ -24,15 +25,8 @@ class SileroVadModel:
     """The Silero VAD ONNX session; thread-safe and shared by all streams."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # a 576-sample frame is far too small to benefit from threads
-        opts.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types; wrap them in our tree
-            raise ModelError(f"cannot load the Silero VAD model from {path}: {e}") from e
+        # one thread: a 576-sample frame is far too small to benefit from more
+        self._session = open_session(path, "the Silero VAD model", threads=1)
         self._sr = np.array(VAD_SAMPLE_RATE_HZ, dtype=np.int64)
 
     @classmethod

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from rtaudio.dsp.dynamics import soft_limit
 from rtaudio.errors import ModelError, TextError, UnknownModelError
 from rtaudio.modelstore import REGISTRY, get_spec, model_dir
+from rtaudio.onnx_session import open_session
 from rtaudio.tts.config import ChunkSchedule, SynthesisConfig
 from rtaudio.tts.phonemize import CLAUSE_BREAK, Phonemizer, phoneme_ids
 from rtaudio.tts.ssml import to_blocks
@@ -78,18 +78,11 @@ class PiperVoice:
                  phonemizer: Phonemizer | None = None, threads: int = 0) -> None:
         folder = Path(folder)
         self.info = VoiceInfo.from_json(folder / "voice.json", name or folder.name)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
         # Three sessions alternate many short runs; spinning idle workers of one would steal the cores
-        # the next one needs (measured: 5x slower first audio on 2 cores).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        try:
-            self._encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
-            self._flow = ort.InferenceSession(str(folder / "flow.onnx"), options, providers=providers)
-            self._decoder = ort.InferenceSession(str(folder / "decoder.onnx"), options, providers=providers)
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ModelError(f"cannot load the voice parts in {folder}: {e}") from e
+        # the next one needs (measured: 5x slower first audio on 2 cores): open_session spins none.
+        self._encoder = open_session(folder / "encoder.onnx", f"the voice encoder of {self.info.name}", threads)
+        self._flow = open_session(folder / "flow.onnx", f"the voice flow of {self.info.name}", threads)
+        self._decoder = open_session(folder / "decoder.onnx", f"the voice decoder of {self.info.name}", threads)
         self.phonemizer = phonemizer or Phonemizer(self.info.espeak_voice)
         self.vocoder = ChunkedVocoder(self._run_flow, self._run_decoder, self.info.hop_length, schedule)
 
