@@ -103,10 +103,14 @@ def test_fft_matches_numpy_fft(n: int) -> None:
     if plan is not None:  # the plan builds the same tables
         np.testing.assert_array_equal(plan.twiddles[0, 1:], st_re[1:])
         np.testing.assert_array_equal(plan.rev, rev)
+    tol = 2e-6 * n ** 0.5 * math.log2(n)
     for sign, ref in ((1, np.fft.fft(z)), (-1, np.fft.ifft(z) * n)):
         re, im = z.real[rev].astype(np.float32), z.imag[rev].astype(np.float32)  # it takes bit-reversed input
         resample_fft._fft_jit(re, im, st_re, (sign * st_im).astype(np.float32))
-        np.testing.assert_allclose(re + 1j * im, ref, atol=2e-6 * n ** 0.5 * math.log2(n))
+        np.testing.assert_allclose(re + 1j * im, ref, atol=tol)
+    re, im = z.real.astype(np.float32), z.imag.astype(np.float32)  # the forward one: natural in, bit-reversed out
+    resample_fft._fft_fwd_jit(re, im, st_re, st_im)
+    np.testing.assert_allclose((re + 1j * im)[rev], np.fft.fft(z), atol=tol)
 
 
 def test_fill_streams_matches_numpy() -> None:
@@ -218,23 +222,27 @@ def test_lane_kernel_is_bit_identical_to_block_kernel(in_rate: int, out_rate: in
     one = np.full(n_out - 37, np.nan, np.float32)
     single = resample_fft.FftScratch(plan)
     resample_fft._blocks_jit(x, 0, x.size, 0, n_blocks, one, 37, plan.hop, plan.dmax, plan.coef, plan.twiddles,
-                             plan.rev, single.spectra, single.acc)
+                             plan.pair, single.spectra, single.acc)
     for lanes in (1, 7, 32, 64):
         out = np.full(n_out - 37, np.nan, np.float32)
         scratch = np.zeros(resample_lanes.scratch_size(plan.down, nfft, lanes), np.float32)
         resample_lanes.lanes_jit(x, 0, x.size, 0, n_blocks, out, 37, plan.hop, plan.dmax, plan.coef, plan.twiddles,
-                                 plan.rev, lanes, scratch)
+                                 plan.pair, lanes, scratch)
         np.testing.assert_array_equal(out, one)
 
 
-@pytest.mark.parametrize("n", [8, 64, 512])
+@pytest.mark.parametrize("n", [8, 16, 32, 64, 128, 512, 1024])
 def test_lane_fft_is_bit_identical_to_fft(n: int) -> None:
-    plan = resample_fft.design_fft_plan(design_filter_bank(48000, 16000), 1024)  # twiddles serve every n <= 512
+    """Both lane FFTs (two radix-2 stages per pass) against the one-block FFTs, each lane bit for bit."""
+    plan = resample_fft.design_fft_plan(design_filter_bank(48000, 16000), 2048)  # twiddles serve every n <= 1024
     z = np.random.default_rng(n).standard_normal((2, n, 5)).astype(np.float32)
-    re, im = z[0].copy(), z[1].copy()
-    resample_lanes._fft_lanes_jit(re, im, plan.twiddles[0], plan.twiddles[2])
-    for v in range(5):
-        r, i = z[0, :, v].copy(), z[1, :, v].copy()
-        resample_fft._fft_jit(r, i, plan.twiddles[0], plan.twiddles[2])
-        np.testing.assert_array_equal(re[:, v], r)
-        np.testing.assert_array_equal(im[:, v], i)
+    pairs = [(resample_lanes._fft_lanes_jit, resample_fft._fft_jit, plan.twiddles[2]),
+             (resample_lanes._fft_lanes_fwd_jit, resample_fft._fft_fwd_jit, plan.twiddles[1])]
+    for lanes_fft, one_fft, tw_im in pairs:
+        re, im = z[0].copy(), z[1].copy()
+        lanes_fft(re, im, plan.twiddles[0], tw_im)
+        for v in range(5):
+            r, i = z[0, :, v].copy(), z[1, :, v].copy()
+            one_fft(r, i, plan.twiddles[0], tw_im)
+            np.testing.assert_array_equal(re[:, v], r)
+            np.testing.assert_array_equal(im[:, v], i)

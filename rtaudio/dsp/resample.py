@@ -10,9 +10,9 @@ and no aliasing: 130 dB Kaiser rejection from the lower Nyquist up); bench/dsp.p
 sine-sweep SNR and aliasing against soxr. Two engines compute the same filter:
 
 - FFT blocks (`resample_fft`), for small ratios (both terms of up/down <= 8: 48k <-> 16k, 24k
-  <-> 16k, 22.05k <-> 44.1k ...): overlap-save at fixed stream positions, 1.7-2x the speed
-  of the direct kernels on a whole signal (many blocks at once as SIMD lanes, `resample_lanes`)
-  and 1.5-1.6x in 20 ms chunks (bench/dsp.py), but output
+  <-> 16k, 22.05k <-> 44.1k ...): overlap-save at fixed stream positions, 2-2.4x the speed
+  of the direct kernels on a whole signal (many blocks at once as SIMD lanes, `resample_lanes`;
+  about soxr's speed on 48k <-> 16k) and 1.3-1.5x in 20 ms chunks (bench/dsp.py), but output
   leaves in blocks of up to `max_block_ms` (52 ms for 48k -> 16k at 64 ms): `resample()`'s default.
 - Direct polyphase, for the other ratios (44.1k <-> 16k, 22.05k <-> 48k) or max_block_ms = 0 (the
   default for streams: a live microphone gets no added latency):

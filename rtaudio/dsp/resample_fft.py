@@ -13,9 +13,12 @@ input computes the same blocks from the same samples: bit-identical output.
 
 Each real window of nfft samples goes through one complex FFT of nfft/2 points (even samples
 as real part, odd as imaginary); the real-input split, the filter and the real-output merge fold
-into two complex products per bin (`_spectral_product`), and the FFTs' bit-reversal permutations
-into the gathers before them. The FFTs are our own float32 radix-2 kernels: numpy's pocketfft
-costs ~5 us a call, about half a block's budget here. float32 arithmetic puts the noise floor
+into two complex products per bin (`_spectral_product`). No bit-reversal permutation is ever
+applied: the forward FFTs (decimation in frequency) take the windows in natural order, a gather
+with unit stride, and leave bit-reversed spectra; the product works in that order (coefficients
+stored permuted, `pair` finding bin nh - k) and the inverse (decimation in time) takes it as it is.
+The FFTs are our own float32 radix-2 kernels: numpy's pocketfft costs ~5 us a call, about half a
+block's budget here. float32 arithmetic puts the noise floor
 near -136 dB (sine-sweep SNR), level with soxr HQ; bench/dsp.py measures it. soxr does integer
 ratios with one DFT stage too (read for the idea only).
 """
@@ -60,13 +63,16 @@ class FftPlan:
     g: np.ndarray
     """float64 (up, down, taps) sub-filters, for the numpy reference."""
     coef: np.ndarray
-    """float32 (4, up, down, nfft/2): re A, im A, re B', im B' with B'[j] = B[(nfft/2 - j) % (nfft/2)]
-    (A, B from `_spectral_product`)."""
+    """float32 (4, up, down, nfft/2): re A, im A, re B, im B (from `_spectral_product`), in the
+    bit-reversed order the FFTs leave spectra in: [..., i] is bin rev[i]."""
     twiddles: np.ndarray
     """float32 (3, nfft/2): the half-size FFT's twiddles by stage, st[h + t] = exp(-2 pi i t / 2h):
     re, im (forward) and -im (inverse)."""
     rev: np.ndarray
     """int64 (nfft/2,) bit reversal permutation of the half-size complex FFT."""
+    pair: np.ndarray
+    """int64 (nfft/2,): pair[i] = rev[(nfft/2 - rev[i]) % (nfft/2)], where a bit-reversed spectrum holds
+    bin nfft/2 - k when row i holds bin k."""
 
     @property
     def dmax(self) -> int:
@@ -127,7 +133,6 @@ def design_fft_plan(bank: FilterBank, nfft: int) -> FftPlan:
                 if 0 <= i < k:
                     g[p, q, d - dmin] = row[i]
     a, b = _spectral_product(np.fft.rfft(g, nfft, axis=2) / (nfft // 2))  # our inverse is unnormalised
-    b_rev = np.roll(b[:, :, ::-1], 1, axis=2)  # B'[j] = B[(nh - j) % nh]
     h = np.concatenate([np.full(1, 1)] + [np.full(1 << e, 1 << e) for e in range(int(math.log2(nfft // 2)))])
     t = np.arange(nfft // 2) - h
     t[0] = 0
@@ -135,10 +140,11 @@ def design_fft_plan(bank: FilterBank, nfft: int) -> FftPlan:
     rev = np.array([int(f"{i:0{bits}b}"[::-1], 2) if bits else 0 for i in range(nfft // 2)], np.int64)
     plan = FftPlan(
         up=up, down=down, nfft=nfft, hop=nfft - n_taps + 1, taps=n_taps, dmin=dmin, g=g,
-        coef=np.ascontiguousarray(np.stack([a.real, a.imag, b_rev.real, b_rev.imag]), np.float32), rev=rev,
+        coef=np.ascontiguousarray(np.stack([a.real, a.imag, b.real, b.imag])[..., rev], np.float32), rev=rev,
+        pair=rev[(nfft // 2 - rev) % (nfft // 2)],
         twiddles=np.stack([np.cos(np.pi * t / h), -np.sin(np.pi * t / h), np.sin(np.pi * t / h)]).astype(np.float32),
     )
-    for arr in (plan.g, plan.coef, plan.twiddles, plan.rev):
+    for arr in (plan.g, plan.coef, plan.twiddles, plan.rev, plan.pair):
         arr.flags.writeable = False  # shared by every stream through the cache
     return plan
 
@@ -168,10 +174,55 @@ def _cmul(c: float, d: float, r: float, i: float) -> tuple[float, float]:
     return c * r - d * i, c * i + d * r
 
 
+def _fft_natural_in(re: np.ndarray, im: np.ndarray, tw_re: np.ndarray, tw_im: np.ndarray) -> None:
+    """In-place unnormalised forward complex FFT of size n = re.size (a power of two >= 8), float32.
+
+    Input in natural order, output bit-reversed (the spectral product reads it there, so the
+    windows are gathered with unit stride and no permutation is ever applied). Radix-2
+    decimation in frequency: the big stages first, twiddles tw_*[h + t] = exp(-2 pi i t / 2h)
+    read contiguously so the butterfly loop vectorises; the last three fused per group of 8, with
+    their twiddles -i exact (forward only).
+    """
+    n = re.size
+    h = n // 2
+    while h >= 8:
+        wr, wi = tw_re[h:2 * h], tw_im[h:2 * h]
+        for s in range(0, n, 2 * h):
+            ra, ia, rb, ib = re[s:s + h], im[s:s + h], re[s + h:s + 2 * h], im[s + h:s + 2 * h]
+            for t in range(h):
+                dr = ra[t] - rb[t]
+                di = ia[t] - ib[t]
+                ra[t] = ra[t] + rb[t]
+                ia[t] = ia[t] + ib[t]
+                rb[t], ib[t] = _cmul(wr[t], wi[t], dr, di)
+        h //= 2
+    c41, d41, c43, d43 = tw_re[5], tw_im[5], tw_re[7], tw_im[7]
+    for s in range(0, n, 8):
+        x0, x1, x2, x3, x4, x5, x6, x7 = re[s], re[s + 1], re[s + 2], re[s + 3], re[s + 4], re[s + 5], re[s + 6], re[s + 7]
+        y0, y1, y2, y3, y4, y5, y6, y7 = im[s], im[s + 1], im[s + 2], im[s + 3], im[s + 4], im[s + 5], im[s + 6], im[s + 7]
+        # h = 4 (twiddles 1, w41, -i, w43)
+        a0r, a0i, a4r, a4i = x0 + x4, y0 + y4, x0 - x4, y0 - y4
+        a1r, a1i = x1 + x5, y1 + y5
+        a5r, a5i = _cmul(c41, d41, x1 - x5, y1 - y5)
+        a2r, a2i, a6r, a6i = x2 + x6, y2 + y6, y2 - y6, x6 - x2
+        a3r, a3i = x3 + x7, y3 + y7
+        a7r, a7i = _cmul(c43, d43, x3 - x7, y3 - y7)
+        # h = 2 (twiddles 1, -i)
+        b0r, b0i, b2r, b2i = a0r + a2r, a0i + a2i, a0r - a2r, a0i - a2i
+        b1r, b1i, b3r, b3i = a1r + a3r, a1i + a3i, a1i - a3i, a3r - a1r
+        b4r, b4i, b6r, b6i = a4r + a6r, a4i + a6i, a4r - a6r, a4i - a6i
+        b5r, b5i, b7r, b7i = a5r + a7r, a5i + a7i, a5i - a7i, a7r - a5r
+        # h = 1
+        re[s], im[s], re[s + 1], im[s + 1] = b0r + b1r, b0i + b1i, b0r - b1r, b0i - b1i
+        re[s + 2], im[s + 2], re[s + 3], im[s + 3] = b2r + b3r, b2i + b3i, b2r - b3r, b2i - b3i
+        re[s + 4], im[s + 4], re[s + 5], im[s + 5] = b4r + b5r, b4i + b5i, b4r - b5r, b4i - b5i
+        re[s + 6], im[s + 6], re[s + 7], im[s + 7] = b6r + b7r, b6i + b7i, b6r - b7r, b6i - b7i
+
+
 def _fft_bitrev_in(re: np.ndarray, im: np.ndarray, tw_re: np.ndarray, tw_im: np.ndarray) -> None:
     """In-place unnormalised complex FFT of size n = re.size (a power of two >= 8), float32.
 
-    Input in bit-reversed order (callers fuse that permutation into their gather), output natural.
+    Input in bit-reversed order (the order `_fft_natural_in` leaves a spectrum in), output natural.
     tw_*[h + t] = exp(-2 pi i t / 2h) (forward; conjugate it for the inverse) for the stage of
     half-size h. Radix-2 decimation in time: the first three stages run fused per group of 8, the
     rest read their twiddles contiguously so the butterfly loop vectorises.
@@ -220,63 +271,62 @@ def _fft_bitrev_in(re: np.ndarray, im: np.ndarray, tw_re: np.ndarray, tw_im: np.
         h *= 2
 
 
+_fft_fwd_jit = njit(nogil=True, cache=True)(_fft_natural_in)
 _fft_jit = njit(nogil=True, cache=True)(_fft_bitrev_in)
 
 
 def _blocks_kernel(buf: np.ndarray, buf_start: int, n_avail: int, block0: int, n_blocks: int,
                    out: np.ndarray, out_start: int, hop: int, dmax: int, coef: np.ndarray,
-                   twiddles: np.ndarray, rev: np.ndarray, spectra: np.ndarray, acc: np.ndarray) -> None:
+                   twiddles: np.ndarray, pair: np.ndarray, spectra: np.ndarray, acc: np.ndarray) -> None:
     """Blocks block0 .. block0 + n_blocks - 1 into out (out[0] is output out_start; others skipped).
 
     buf[0] is input buf_start; inputs below 0 or at/after n_avail read as zeros (stream start, flush).
-    Scratch, float32: spectra (2, down, nfft/2) and acc (6, nfft/2). Few arguments on purpose:
+    Scratch, float32: spectra (4, down, nfft/2) and acc (2, nfft/2). Few arguments on purpose:
     each array costs Numba's dispatcher ~0.3 us, and a 20 ms push has ~10 us in all.
     """
-    zr, zi = spectra[0], spectra[1]
-    ur, ui, vr, vi, wr, wi = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+    zr, zi, zr2, zi2 = spectra[0], spectra[1], spectra[2], spectra[3]
+    wr, wi = acc[0], acc[1]
     a_re, a_im, b_re, b_im = coef[0], coef[1], coef[2], coef[3]
     st_re, st_im, st_im_inv = twiddles[0], twiddles[1], twiddles[2]
     up, down, nh = coef.shape[1], coef.shape[2], coef.shape[3]
     n_taps = 2 * nh - hop + 1
     for blk in range(block0, block0 + n_blocks):
-        for q in range(down):
-            # Input phase q's window w[t] = x[j0 + t * down], t < nfft, as z[m] = w[2m] + i w[2m+1]
-            # gathered in bit-reversed order, then its half-size spectrum Z_q.
-            zrq, ziq = zr[q], zi[q]
-            j0 = down * (blk * hop - dmax) + q
-            if j0 >= 0 and j0 + (2 * nh - 1) * down < n_avail:  # whole window inside: the usual case
-                ev = buf[j0 - buf_start:]
-                for i in range(nh):
-                    j = 2 * down * rev[i]
-                    zrq[i] = ev[j]
-                    ziq[i] = ev[j + down]
-            else:
-                for i in range(nh):
-                    j = j0 + 2 * down * rev[i]
-                    zrq[i] = buf[j - buf_start] if 0 <= j < n_avail else np.float32(0.0)
-                    j += down
-                    ziq[i] = buf[j - buf_start] if 0 <= j < n_avail else np.float32(0.0)
-            _fft_jit(zrq, ziq, st_re, st_im)
-        for p in range(up):
-            # Output phase p's half-size spectrum Zout[k] = U[k] + V[(nh - k) % nh] with
-            # U = sum_q A[p, q] Z_q and V = sum_q B'[p, q] conj Z_q (the real-FFT split, the filter
-            # and the inverse split in one product; every loop runs forwards so it vectorises).
-            ur[:] = 0.0
-            ui[:] = 0.0
-            vr[:] = 0.0
-            vi[:] = 0.0
+        # Input phase q's window w[t] = x[j0 + t * down + q], t < nfft, as z[m] = w[2m] + i w[2m+1]:
+        # row m of phase q, part c (re, im) is x[j0 + 2 * down * m + c * down + q].
+        j0 = down * (blk * hop - dmax)
+        if j0 >= 0 and j0 + 2 * nh * down <= n_avail:  # whole window inside: the usual case
+            ev = buf[j0 - buf_start:]
             for q in range(down):
-                ar, ai, br, bi, zrq, ziq = a_re[p, q], a_im[p, q], b_re[p, q], b_im[p, q], zr[q], zi[q]
-                for k in range(nh):
-                    ur[k] += ar[k] * zrq[k] - ai[k] * ziq[k]
-                    ui[k] += ar[k] * ziq[k] + ai[k] * zrq[k]
-                    vr[k] += br[k] * zrq[k] + bi[k] * ziq[k]
-                    vi[k] += bi[k] * zrq[k] - br[k] * ziq[k]
-            for i in range(nh):  # the sum, the reversal of V and the bit reversal in one gather
-                k = rev[i]
-                kk = (nh - k) & (nh - 1)
-                wr[i] = ur[k] + vr[kk]
-                wi[i] = ui[k] + vi[kk]
+                zrq, ziq = zr[q], zi[q]
+                for m in range(nh):
+                    zrq[m] = ev[2 * down * m + q]
+                    ziq[m] = ev[2 * down * m + down + q]
+        else:
+            for q in range(down):
+                zrq, ziq = zr[q], zi[q]
+                for m in range(nh):
+                    j = j0 + 2 * down * m + q
+                    zrq[m] = buf[j - buf_start] if 0 <= j < n_avail else np.float32(0.0)
+                    j += down
+                    ziq[m] = buf[j - buf_start] if 0 <= j < n_avail else np.float32(0.0)
+        for q in range(down):
+            _fft_fwd_jit(zr[q], zi[q], st_re, st_im)  # Z_q, bit-reversed: row i holds bin rev[i]
+            zrq, ziq, zrm, zim = zr[q], zi[q], zr2[q], zi2[q]
+            for i in range(nh):  # the bin nh - k beside bin k, so the product's loops vectorise
+                zrm[i] = zrq[pair[i]]
+                zim[i] = ziq[pair[i]]
+        for p in range(up):
+            # Output phase p's half-size spectrum, in the bit-reversed order the inverse takes:
+            # Zout[k] = sum_q A[p, q, k] Z_q[k] + B[p, q, k] conj Z_q[nh - k] (the real-FFT split, the
+            # filter and the inverse split in one product); the row of bin nh - k is pair[i].
+            wr[:] = 0.0
+            wi[:] = 0.0
+            for q in range(down):
+                ar, ai, br, bi = a_re[p, q], a_im[p, q], b_re[p, q], b_im[p, q]
+                zrq, ziq, zrm, zim = zr[q], zi[q], zr2[q], zi2[q]
+                for i in range(nh):
+                    wr[i] += (ar[i] * zrq[i] - ai[i] * ziq[i]) + (br[i] * zrm[i] + bi[i] * zim[i])
+                    wi[i] += (ar[i] * ziq[i] + ai[i] * zrq[i]) + (bi[i] * zrm[i] - br[i] * zim[i])
             _fft_jit(wr, wi, st_re, st_im_inv)
             # Circular samples t >= n_taps - 1 are valid: low-rate output a = blk * hop + t - (n_taps - 1).
             a0 = blk * hop - (n_taps - 1)
@@ -296,8 +346,8 @@ class FftScratch:
 
     def __init__(self, plan: FftPlan) -> None:
         nh = plan.nfft // 2
-        self.spectra = np.zeros((2, plan.down, nh), np.float32)
-        self.acc = np.zeros((6, nh), np.float32)
+        self.spectra = np.zeros((4, plan.down, nh), np.float32)
+        self.acc = np.zeros((2, nh), np.float32)
 
 
 _LANE_SCRATCH = threading.local()  # one per thread, reused by every stream and call: ~1 MB, fully overwritten
@@ -322,11 +372,11 @@ def run_blocks(plan: FftPlan, scratch: FftScratch, buf: np.ndarray, buf_start: i
     n_lane = n_blocks if n_blocks % lanes >= resample_lanes.MIN_BLOCKS else n_blocks - n_blocks % lanes
     if n_lane > 0:
         resample_lanes.lanes_jit(buf, buf_start, n_avail, block0, n_lane, out, out_start, plan.hop, plan.dmax,
-                                 plan.coef, plan.twiddles, plan.rev, lanes,
+                                 plan.coef, plan.twiddles, plan.pair, lanes,
                                  _lane_scratch(resample_lanes.scratch_size(plan.down, plan.nfft, lanes)))
     if n_blocks > n_lane:
         _blocks_jit(buf, buf_start, n_avail, block0 + n_lane, n_blocks - n_lane, out, out_start, plan.hop,
-                    plan.dmax, plan.coef, plan.twiddles, plan.rev, scratch.spectra, scratch.acc)
+                    plan.dmax, plan.coef, plan.twiddles, plan.pair, scratch.spectra, scratch.acc)
 
 
 def blocks_reference(plan: FftPlan, x: np.ndarray, n_out: int) -> np.ndarray:
