@@ -9,7 +9,7 @@ native rate happens on the application side in `read()` / `write()`. Anything mi
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -51,15 +51,22 @@ def _device_info(kind: str, device: int | str | None) -> dict[str, Any]:
     return dict(info)
 
 
-class Microphone:
-    """Captures mono audio; `read()` returns what arrived since the last call at `rate_hz`.
+_Stream = TypeVar("_Stream", bound="_DeviceStream")
 
-    The ring holds `buffer_ms` of device audio and drops the oldest on overrun, so a stalled
-    consumer loses old audio (counted in `overrun_samples`) instead of blocking the callback.
+
+class _DeviceStream:
+    """What Microphone and Speaker share: config checks, opening the PortAudio stream, closing it.
+
+    A subclass names its direction (`_kind`, `_what`, `_stream_class`) and implements `_prepare`
+    (allocate everything its callback touches) and `_callback`.
     """
 
-    def __init__(self, rate_hz: int = 16000, device: int | str | None = None, block_ms: float = 20.0,
-                 buffer_ms: float = 2000.0) -> None:
+    _kind = ""  # "input" | "output": PortAudio's device kind
+    _what = ""  # "microphone" | "speaker": for error messages
+    _stream_class = ""  # "InputStream" | "OutputStream": the sounddevice class to open
+    device_rate_hz: int  # the device's native rate, set by `_prepare`
+
+    def __init__(self, rate_hz: int, device: int | str | None, block_ms: float, buffer_ms: float) -> None:
         if block_ms <= 0 or buffer_ms < 2 * block_ms:
             raise ConfigError(f"need block_ms > 0 and buffer_ms >= 2 * block_ms, got {block_ms}, {buffer_ms}")
         self.rate_hz = rate_hz
@@ -70,20 +77,54 @@ class Microphone:
         self._stream: Any = None
         self._ring: RingBuffer | None = None
         self._resampler: Resampler | None = None
-        self._scratch = np.zeros(0, np.float32)
-        self._position = 0
 
     def start(self) -> None:
         sd = _sounddevice()
-        info = _device_info("input", self.device)
+        info = _device_info(self._kind, self.device)
         self._prepare(int(info["default_samplerate"]))
         try:
-            self._stream = sd.InputStream(samplerate=self.device_rate_hz, channels=1, dtype="float32",
-                                          device=self.device, blocksize=int(self.device_rate_hz * self.block_ms / 1000),
-                                          callback=self._callback)
+            self._stream = getattr(sd, self._stream_class)(
+                samplerate=self.device_rate_hz, channels=1, dtype="float32", device=self.device,
+                blocksize=int(self.device_rate_hz * self.block_ms / 1000), callback=self._callback)
             self._stream.start()
         except sd.PortAudioError as e:
-            raise DeviceError(f"cannot open microphone {info.get('name')!r} at {self.device_rate_hz} Hz: {e}") from e
+            raise DeviceError(f"cannot open {self._what} {info.get('name')!r} at {self.device_rate_hz} Hz: {e}") from e
+
+    def _prepare(self, device_rate_hz: int) -> None:
+        raise NotImplementedError
+
+    def _callback(self, data: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
+        self._ring = None
+
+    def __enter__(self: _Stream) -> _Stream:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Microphone(_DeviceStream):
+    """Captures mono audio; `read()` returns what arrived since the last call at `rate_hz`.
+
+    The ring holds `buffer_ms` of device audio and drops the oldest on overrun, so a stalled
+    consumer loses old audio (counted in `overrun_samples`) instead of blocking the callback.
+    """
+
+    _kind, _what, _stream_class = "input", "microphone", "InputStream"
+
+    def __init__(self, rate_hz: int = 16000, device: int | str | None = None, block_ms: float = 20.0,
+                 buffer_ms: float = 2000.0) -> None:
+        super().__init__(rate_hz, device, block_ms, buffer_ms)
+        self._scratch = np.zeros(0, np.float32)
+        self._position = 0
 
     def _prepare(self, device_rate_hz: int) -> None:
         """Allocate everything the callback touches before the stream starts."""
@@ -113,48 +154,15 @@ class Microphone:
     def overrun_samples(self) -> int:
         return self._ring.overrun_samples if self._ring is not None else 0
 
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
-        self._ring = None
 
-    def __enter__(self) -> Microphone:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Speaker:
+class Speaker(_DeviceStream):
     """Plays mono float32 written at `rate_hz`; the callback pads with silence on underrun."""
+
+    _kind, _what, _stream_class = "output", "speaker", "OutputStream"
 
     def __init__(self, rate_hz: int, device: int | str | None = None, block_ms: float = 20.0,
                  buffer_ms: float = 2000.0) -> None:
-        if block_ms <= 0 or buffer_ms < 2 * block_ms:
-            raise ConfigError(f"need block_ms > 0 and buffer_ms >= 2 * block_ms, got {block_ms}, {buffer_ms}")
-        self.rate_hz = rate_hz
-        self.device = device
-        self.block_ms = block_ms
-        self.buffer_ms = buffer_ms
-        self.xruns = 0
-        self._stream: Any = None
-        self._ring: RingBuffer | None = None
-        self._resampler: Resampler | None = None
-
-    def start(self) -> None:
-        sd = _sounddevice()
-        info = _device_info("output", self.device)
-        self._prepare(int(info["default_samplerate"]))
-        try:
-            self._stream = sd.OutputStream(samplerate=self.device_rate_hz, channels=1, dtype="float32",
-                                           device=self.device, blocksize=int(self.device_rate_hz * self.block_ms / 1000),
-                                           callback=self._callback)
-            self._stream.start()
-        except sd.PortAudioError as e:
-            raise DeviceError(f"cannot open speaker {info.get('name')!r} at {self.device_rate_hz} Hz: {e}") from e
+        super().__init__(rate_hz, device, block_ms, buffer_ms)
 
     def _prepare(self, device_rate_hz: int) -> None:
         """Allocate everything the callback touches before the stream starts."""
@@ -180,17 +188,3 @@ class Speaker:
     @property
     def underrun_samples(self) -> int:
         return self._ring.underrun_samples if self._ring is not None else 0
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
-        self._ring = None
-
-    def __enter__(self) -> Speaker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

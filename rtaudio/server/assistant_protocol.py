@@ -16,7 +16,6 @@ of the reply announced by the last `assistant.speaking` (until its `assistant.do
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 import numpy as np
@@ -24,17 +23,11 @@ import numpy as np
 from rtaudio.errors import ProtocolError, RtAudioError
 from rtaudio.server.assistant_config import AssistantConfig
 from rtaudio.server.config import Encoding
-from rtaudio.server.events import AudioIn, EndOfAudio, StartAssistant
-from rtaudio.server.wire import Wire, decode_pcm, encode_pcm, error_code
+from rtaudio.server.events import EndOfAudio, StartAssistant
+from rtaudio.server.native import InputConfig, NativeWire, State
+from rtaudio.server.wire import encode_pcm, error_code
 
 PROTOCOL_NAME = "rtaudio.assistant.v1"
-
-
-class State(enum.Enum):
-    AWAITING_START = "awaiting_start"
-    STARTING = "starting"
-    RUNNING = "running"
-    AUDIO_ENDED = "audio_ended"
 
 
 def stream_seconds(samples: int) -> float:
@@ -42,40 +35,24 @@ def stream_seconds(samples: int) -> float:
     return round(samples / 16000, 3)
 
 
-class AssistantProtocol(Wire):
+class AssistantProtocol(NativeWire):
     name = "assistant"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.state = State.AWAITING_START
-        self._pending: AssistantConfig | None = None
         self.assistant_config: AssistantConfig | None = None
 
     # -- input -------------------------------------------------------------------------------
-    def _on_binary(self, data: bytes) -> None:
-        config = self._pending if self.state is State.STARTING else self.assistant_config
-        if self.state is State.AWAITING_START or config is None:
-            raise ProtocolError('binary audio before "session.start"')
-        if self.state is State.AUDIO_ENDED:
-            raise ProtocolError('binary audio after "audio.end"')
-        if data:
-            samples = decode_pcm(data, config.input_encoding, config.input_channels)
-            self._emit(AudioIn(samples, config.input_sample_rate_hz))
+    def _start(self, config_json: Any) -> tuple[InputConfig, StartAssistant]:
+        config = AssistantConfig.from_json(config_json)
+        return config, StartAssistant(config)
 
-    def _on_text(self, text: str) -> None:
-        msg = self._parse_json(text)
-        kind = msg["type"]
-        if kind == "ping":
-            self._send_json({"type": "pong", "id": msg.get("id"), "server_time_ms": self.now_ms()})
-        elif kind == "session.start":
-            if self.state is not State.AWAITING_START:
-                raise ProtocolError("session already started")
-            config = AssistantConfig.from_json(msg.get("config"))
-            self.state, self._pending = State.STARTING, config
-            self._emit(StartAssistant(config))
-        elif kind == "audio.end":
-            if self.state is not State.RUNNING:
-                raise ProtocolError(f"'audio.end' not allowed in state {self.state.value}")
+    def _started_config(self) -> AssistantConfig | None:
+        return self.assistant_config
+
+    def _on_message(self, kind: str, msg: dict[str, Any]) -> None:
+        if kind == "audio.end":
+            self._require(State.RUNNING, kind)
             self.state = State.AUDIO_ENDED
             self._emit(EndOfAudio())
         else:

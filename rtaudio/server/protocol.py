@@ -14,7 +14,6 @@ are answered one at a time, in order).
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,6 @@ from rtaudio.errors import ConfigError, ProtocolError, RtAudioError, TextError
 from rtaudio.frames import Caption
 from rtaudio.server.config import Encoding, SessionConfig, check_channel
 from rtaudio.server.events import (
-    AudioIn,
     CancelSpeech,
     CaptionTiming,
     EndOfAudio,
@@ -35,18 +33,11 @@ from rtaudio.server.events import (
     Subscribe,
     VadEvent,
 )
-from rtaudio.server.wire import Wire, decode_pcm, encode_pcm, error_code
+from rtaudio.server.native import InputConfig, NativeWire, State
+from rtaudio.server.wire import encode_pcm, error_code
 from rtaudio.stt.latency_budget import BudgetEvent
 
 PROTOCOL_NAME = "rtaudio.v1"
-
-
-class State(enum.Enum):
-    AWAITING_START = "awaiting_start"
-    STARTING = "starting"
-    STREAMING = "streaming"
-    AUDIO_ENDED = "audio_ended"
-    SUBSCRIBED = "subscribed"
 
 
 def caption_json(caption: Caption, timing: CaptionTiming, words: bool, now_ms: float) -> dict[str, Any]:
@@ -72,44 +63,30 @@ def caption_json(caption: Caption, timing: CaptionTiming, words: bool, now_ms: f
     return obj
 
 
-class SessionProtocol(Wire):
+class SessionProtocol(NativeWire):
     """Native protocol state machine for one connection."""
 
     name = "rtaudio"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.state = State.AWAITING_START
         self._next_request = 0
-        self._pending: SessionConfig | None = None
 
     # -- input -------------------------------------------------------------------------------
+    def _start(self, config_json: Any) -> tuple[InputConfig, StartSession]:
+        config = SessionConfig.from_json(config_json)
+        return config, StartSession(config)
+
+    def _started_config(self) -> SessionConfig | None:
+        return self.config
+
     def _on_binary(self, data: bytes) -> None:
-        # Audio may follow "session.start" at once, before "session.started" comes back.
-        config = self._pending if self.state is State.STARTING else self.config
         if self.state is State.SUBSCRIBED:
             raise ProtocolError("a caption subscriber sends no audio")
-        if self.state is State.AWAITING_START or config is None:
-            raise ProtocolError('binary audio before "session.start"')
-        if self.state is State.AUDIO_ENDED:
-            raise ProtocolError('binary audio after "audio.end"')
-        if not data:
-            return
-        samples = decode_pcm(data, config.input_encoding, config.input_channels)
-        self._emit(AudioIn(samples, config.input_sample_rate_hz))
+        super()._on_binary(data)
 
-    def _on_text(self, text: str) -> None:
-        msg = self._parse_json(text)
-        kind = msg["type"]
-        if kind == "ping":
-            self._send_json({"type": "pong", "id": msg.get("id"), "server_time_ms": self.now_ms()})
-        elif kind == "session.start":
-            if self.state is not State.AWAITING_START:
-                raise ProtocolError("session already started")
-            config = SessionConfig.from_json(msg.get("config"))
-            self.state, self._pending = State.STARTING, config
-            self._emit(StartSession(config))
-        elif kind == "captions.subscribe":
+    def _on_message(self, kind: str, msg: dict[str, Any]) -> None:
+        if kind == "captions.subscribe":
             self._on_subscribe(msg)
         elif kind in ("audio.flush", "audio.end"):
             self._require(State.STREAMING, kind)
@@ -130,10 +107,6 @@ class SessionProtocol(Wire):
                 f"unknown message type {kind!r}; expected session.start, captions.subscribe, audio.flush, "
                 "audio.end, tts.speak, tts.cancel or ping"
             )
-
-    def _require(self, state: State, kind: str) -> None:
-        if self.state is not state:
-            raise ProtocolError(f"{kind!r} not allowed in state {self.state.value}")
 
     def _on_subscribe(self, msg: dict[str, Any]) -> None:
         if self.state is not State.AWAITING_START:

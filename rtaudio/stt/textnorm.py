@@ -9,6 +9,7 @@ Both the reference and the hypothesis go through `normalize_english`:
     a formatting choice: "683-6027", "6836027" and "six eight three six zero two seven" all
     become the same seven words, as do "1455" and "fourteen fifty five", "1,000" and "one
     thousand". Ordinals become words (2nd -> second), decimals read "point" (3.5 -> three point five).
+    The number words are TTS's (`rtaudio.tts.numbers`) without hyphens, so both read numbers alike.
 """
 
 from __future__ import annotations
@@ -16,12 +17,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
-_ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                      "nine": "ninth", "twelve": "twelfth"}
+from rtaudio.tts.numbers import cardinal, digits, ordinal
+
 _FILLERS = re.compile(r"\b(?:hmm+|mm+|mhm+|uh+|um+|er|ah)\b")
 _ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "st": "saint", "jr": "junior",
                   "sr": "senior", "vs": "versus", "etc": "et cetera", "ok": "okay"}
@@ -31,40 +28,18 @@ _ORDINAL_WORDS = frozenset(
     "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
     "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth thirtieth fortieth fiftieth sixtieth "
     "seventieth eightieth ninetieth hundredth thousandth millionth".split())
-_UNIT_WORDS = {w: i for i, w in enumerate(_ONES)}  # zero .. nineteen
-_TEN_WORDS = {w: 10 * i for i, w in enumerate(_TENS) if i >= 2}
+_UNIT_WORDS = {cardinal(i): i for i in range(20)}  # zero .. nineteen
+_TEN_WORDS = {cardinal(i): i for i in range(20, 100, 10)}  # twenty .. ninety
 _SCALE_WORDS = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 
 
 def number_to_words(n: int) -> str:
     """Cardinal English words of a non-negative integer: 471 -> four hundred seventy one."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
-    for value, name in _SCALES:
-        if n >= value:
-            rest = n % value
-            return number_to_words(n // value) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
-    raise AssertionError("unreachable")
-
-
-def _ordinal(words: str) -> str:
-    head, _, last = words.rpartition(" ")
-    if last in _ORDINAL_IRREGULAR:
-        last = _ORDINAL_IRREGULAR[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return (head + " " + last).strip()
+    return cardinal(n).replace("-", " ")
 
 
 def _ordinal_digits(match: re.Match[str]) -> str:
-    return " " + _ordinal(number_to_words(int(match.group(1)))) + " "
+    return " " + ordinal(int(match.group(1))).replace("-", " ") + " "
 
 
 # -- number words -> digits ---------------------------------------------------------------------------
@@ -145,7 +120,7 @@ def _spell_digits(words: list[str]) -> list[str]:
     out: list[str] = []
     for w in words:
         if w.isdigit():
-            out += [_ONES[int(d)] for d in w]
+            out += digits(w).split()
         else:
             out.append(w)
     return out
