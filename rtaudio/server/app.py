@@ -26,6 +26,7 @@ from websockets.http11 import Request
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.errors import AuthError, CapacityError, MessageTooLargeError, ProtocolError, RtAudioError
 from rtaudio.log import get_logger, log_event
+from rtaudio.native_memory import release_free_memory
 from rtaudio.server.admission import AdmissionControl
 from rtaudio.server.assistant_protocol import AssistantProtocol
 from rtaudio.server.assistant_session import AssistantSession
@@ -58,6 +59,7 @@ AnySession = Session | AssistantSession
 STATIC_DIR = Path(__file__).parent / "static"
 PAGES = {"/": "index.html", "/overlay": "overlay.html"}
 HEAD_TIMEOUT_S = 10.0
+MEMORY_TRIM_S = 30.0
 SUBPROTOCOLS = (PROTOCOL_NAME, "realtime", "token")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
@@ -113,6 +115,7 @@ class Server:
         self._closing = False
         self._connections: set[asyncio.Task[None]] = set()
         self._api_requests = 0  # POST /v1/* in progress
+        self._trimmer: asyncio.Task[None] | None = None
         self.http = OpenAIAudioEndpoints(self.hub, self.pools, self.metrics, config.limits)
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -125,7 +128,14 @@ class Server:
             ctx.load_cert_chain(self.config.tls_certfile, self.config.tls_keyfile)
         self._server = await asyncio.start_server(self._on_connection, self.config.host, self.config.port,
                                                   ssl=ctx, limit=64 * 1024)
+        self._trimmer = asyncio.create_task(self._release_memory_forever())
         log_event(log, logging.INFO, "listening", url=self.url)
+
+    async def _release_memory_forever(self) -> None:
+        """Every MEMORY_TRIM_S, hand freed native memory back (see rtaudio.native_memory)."""
+        while True:
+            await asyncio.sleep(MEMORY_TRIM_S)
+            release_free_memory()
 
     @property
     def port(self) -> int:
@@ -145,6 +155,8 @@ class Server:
     async def shutdown(self) -> None:
         """Stop accepting, let every session flush its final captions (up to the grace time), close."""
         self._closing = True
+        if self._trimmer is not None:
+            self._trimmer.cancel()
         if self._server is not None:
             self._server.close()
         grace = self.config.shutdown_grace_s
