@@ -95,7 +95,7 @@ def test_captions_once_in_order_and_survive_obs_restart() -> None:
         sender.start()
         for t in ["first caption", "second caption", "third caption"]:
             sender.submit(t)
-        await wait_for(lambda: len(obs.captions) == 3)
+        await wait_for(lambda: len(obs.captions) == 3 and len(sender.sent) == 3)  # received and acknowledged
         await obs.stop()  # OBS quits
         sender.submit("sent while OBS was away")
         sender.submit("and another")
@@ -104,7 +104,7 @@ def test_captions_once_in_order_and_survive_obs_restart() -> None:
         await restarted.start(port)
         await wait_for(lambda: len(restarted.captions) == 2)
         sender.submit("after restart")
-        await wait_for(lambda: len(restarted.captions) == 3)
+        await wait_for(lambda: len(restarted.captions) == 3 and len(sender.sent) == 6)
         await sender.stop()
         await restarted.stop()
         assert obs.captions == ["first caption", "second caption", "third caption"]
