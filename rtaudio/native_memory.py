@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 from collections.abc import Callable
 
-_trim: Callable[[int], int] | None = None
-_loaded = False
 
-
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    global _trim, _loaded
-    if not _loaded:
-        _loaded = True
-        if sys.platform.startswith("linux"):
-            try:
-                _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-            except (OSError, AttributeError):  # musl and others have no malloc_trim
-                _trim = None
-    return _trim
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return None
 
 
 def release_free_memory() -> bool:

@@ -39,55 +39,35 @@ class BatchedVad:
         self.states: dict[int, np.ndarray] = {}
         self.contexts: dict[int, np.ndarray] = {}
 
-    def probabilities(self, streams: list[BatchStream]) -> dict[int, np.ndarray]:
-        """Speech probability of every whole frame not scored yet, per stream id. Reads the streams' audio
-        and changes nothing in them (only this VAD's recurrent state), so decoding may run meanwhile."""
-        todo = [(s, s.vad.position_sample // FRAME_SAMPLES, s.written // FRAME_SAMPLES) for s in streams]
-        todo = [t for t in todo if t[2] > t[1]]
-        chunks = [todo[i: i + self.chunk] for i in range(0, len(todo), self.chunk)]
-        out: dict[int, np.ndarray] = {}
+    def score(self, streams: list[BatchStream]) -> None:
+        ready = [s for s in streams if s.vad_frames_due() > 0]
+        chunks = [ready[i: i + self.chunk] for i in range(0, len(ready), self.chunk)]
         if self._pool is None or len(chunks) <= 1:
             for c in chunks:
-                out.update(self._chunk_probabilities(c))
+                self._score_chunk(c)
         else:
-            for part in self._pool.map(self._chunk_probabilities, chunks):
-                out.update(part)
-        return out
+            list(self._pool.map(self._score_chunk, chunks))
 
-    def _chunk_probabilities(self, todo: list[tuple[BatchStream, int, int]]) -> dict[int, np.ndarray]:
-        probs: dict[int, list[float]] = {s.id: [] for s, _, _ in todo}
-        step = 0
+    def _score_chunk(self, streams: list[BatchStream]) -> None:
         while True:
-            ready = [(s, first + step) for s, first, end in todo if first + step < end]
+            ready = [s for s in streams if s.vad_frames_due() > 0]
             if not ready:
-                return {k: np.array(v, dtype=np.float32) for k, v in probs.items()}
+                return
             batch = np.zeros((len(ready), CONTEXT_SAMPLES + FRAME_SAMPLES), dtype=np.float32)
             state = np.zeros((2, len(ready), 128), dtype=np.float32)
-            for i, (s, frame) in enumerate(ready):
+            for i, s in enumerate(ready):
                 batch[i, :CONTEXT_SAMPLES] = self.contexts.get(s.id, 0.0)
-                batch[i, CONTEXT_SAMPLES:] = s.frame(frame)
+                batch[i, CONTEXT_SAMPLES:] = s.frame(s.vad.position_sample // FRAME_SAMPLES)
                 state[:, i] = self.states.get(s.id, 0.0)
-            p, new_state = self._session.run(None, {"input": batch, "state": state, "sr": self._sr})
-            for i, (s, _) in enumerate(ready):
+            probs, new_state = self._session.run(None, {"input": batch, "state": state, "sr": self._sr})
+            for i, s in enumerate(ready):
                 self.states[s.id] = new_state[:, i].copy()
                 self.contexts[s.id] = batch[i, -CONTEXT_SAMPLES:].copy()
-                probs[s.id].append(float(p[i, 0]))
-            step += 1
-
-    def score(self, streams: list[BatchStream]) -> None:
-        """Score and apply: every stream's VAD segmentation advances over its new audio."""
-        apply_probabilities(streams, self.probabilities(streams))
+                s.accept_vad(probs[i: i + 1])
 
     def forget(self, stream_id: int) -> None:
         self.states.pop(stream_id, None)
         self.contexts.pop(stream_id, None)
-
-
-def apply_probabilities(streams: list[BatchStream], probs: dict[int, np.ndarray]) -> None:
-    by_id = {s.id: s for s in streams}
-    for stream_id, p in probs.items():
-        if stream_id in by_id:
-            by_id[stream_id].accept_vad(p)
 
 
 @dataclass
