@@ -180,7 +180,9 @@ def test_turn_is_answered_with_speech_in_lockstep_with_the_mic(server: Backgroun
     assert server.server is not None
     heard = server.server.hub.recognizer("whisper-tiny.en").transcribe(reply).text.lower()
     words = re.sub(r"[^a-z ]", "", heard)
-    assert "said" in words and "himself honest" in words, heard  # the reply audio says what the user said
+    # the reply audio says what the user said (tiny.en hears the synthetic "himself honest" either way,
+    # "self-honest" in one CI run: the words of the user's sentence are checked, not their spelling)
+    assert all(w in words for w in ("said", "honest", "doubt", "being so")), heard
     metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
     assert 'rtaudio_assistant_turn_latency_seconds_count{stage="first_audio"}' in metrics
     assert 'rtaudio_assistant_turns_total{outcome="answered"}' in metrics
