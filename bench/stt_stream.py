@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--context-ms", type=int, default=StreamingConfig.context_ms)
     p.add_argument("--commit-guard-ms", type=int, default=StreamingConfig.commit_guard_ms)
     p.add_argument("--agreement-n", type=int, default=StreamingConfig.agreement_n)
+    p.add_argument("--min-commit-window-ms", type=int, default=StreamingConfig.min_commit_window_ms)
     p.add_argument("--vad-threshold", type=float, default=VadConfig.threshold)
+    p.add_argument("--vad-min-silence-ms", type=int, default=VadConfig.min_silence_ms)
+    p.add_argument("--vad-pad-ms", type=int, default=VadConfig.speech_pad_ms)
     p.add_argument("--charge", choices=("wall", "cpu"), default="wall",
                    help="what compute costs on the virtual clock: wall time, or this process' CPU time "
                         "(approximates an idle machine when others share it; exact with --threads 1)")
@@ -193,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                              min_window_ms=args.min_window_ms, trim_window_ms=args.trim_window_ms,
                              min_encode_ms=args.min_encode_ms, final_beam_size=args.final_beam,
                              context_ms=args.context_ms, commit_guard_ms=args.commit_guard_ms,
-                             agreement_n=args.agreement_n, vad=VadConfig(threshold=args.vad_threshold))
+                             agreement_n=args.agreement_n, min_commit_window_ms=args.min_commit_window_ms,
+                             vad=VadConfig(threshold=args.vad_threshold, min_silence_ms=args.vad_min_silence_ms,
+                                           speech_pad_ms=args.vad_pad_ms))
     rconf = RecognizerConfig(threads=args.threads, spin=False, trailing_pad_s=args.trailing_pad_s)
     recognizer = (WhisperRecognizer.from_folder(args.model_dir, rconf, name=args.model) if args.model_dir
                   else WhisperRecognizer.load(args.model, rconf))

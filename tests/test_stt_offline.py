@@ -89,6 +89,14 @@ def test_word_timestamps_are_ordered_and_inside_the_speech(recognizer: WhisperRe
     country = [w for w in words if "country" in w.text]
     assert len(country) == 2 and 9.0 < country[1].start_s < 10.8 and country[0].end_s < 7.5
 
+def test_a_spelled_string_keeps_its_length(recognizer: WhisperRecognizer, speech_dir: Path) -> None:
+    # "G F T U ONE THREE THREE TWO", spelled over 0.3-3.8 s, comes out as one word "GFTU1332.": its
+    # time must not be cut to a typical word's length (it ended at 1.4 s, two seconds early)
+    audio = _read(speech_dir, "an4_an403-mdms2-b.flac")
+    words = recognizer.transcribe(audio, DecodeOptions(word_timestamps=True)).words
+    assert words and words[-1].end_s > 3.0, [(w.text, w.start_s, w.end_s) for w in words]
+
+
 
 def test_silence_and_noise_give_no_segments(recognizer: WhisperRecognizer) -> None:
     silence = np.zeros(3 * 16000, np.float32)

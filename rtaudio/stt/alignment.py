@@ -175,21 +175,29 @@ def _merge_punctuation(words: list[TokenWord]) -> list[TokenWord]:
 
 def _clip_long_words(words: list[TokenWord]) -> list[TokenWord]:
     """Attention often smears the word before a pause over the pause: cap durations at 2x the median
-    word duration (capped at 0.7 s) for words around sentence ends and at the segment edges."""
-    durations = np.array([w.end_s - w.start_s for w in words])
-    durations = durations[durations > 0]
-    median = min(0.7, float(np.median(durations))) if len(durations) else 0.0
-    max_s = 2 * median
-    if max_s <= 0:
+    duration per token (capped at 0.7 s) times the word's tokens, for words around sentence ends and at
+    the segment edges. Per token, so a spelled string that is one word of many tokens ("GFTU1332.",
+    3.5 s of letters) keeps its length instead of ending seconds before it was said."""
+    spoken = [(w.end_s - w.start_s, _n_spoken(w)) for w in words]
+    per_token = np.array([d / n for d, n in spoken if d > 0])
+    median = min(0.7, float(np.median(per_token))) if len(per_token) else 0.0
+    if median <= 0:
         return words
     out = list(words)
     for k, w in enumerate(out):
+        max_s = 2 * median * spoken[k][1]
         sentence_end = w.text.strip()[-1:] in ".。!！?？"
         if w.end_s - w.start_s > max_s and (sentence_end or k == len(out) - 1):
             out[k] = TokenWord(w.text, w.tokens, w.start_s, w.start_s + max_s, w.probability)
         elif w.end_s - w.start_s > max_s and k == 0:
             out[k] = TokenWord(w.text, w.tokens, max(0.0, w.end_s - max_s), w.end_s, w.probability)
     return out
+
+
+def _n_spoken(word: TokenWord) -> int:
+    """Tokens of a word that are spoken: all but a trailing punctuation mark merged into it."""
+    n = len(word.tokens)
+    return max(1, n - 1) if word.text.strip()[-1:] in APPEND_PUNCTUATION and n > 1 else max(1, n)
 
 
 def to_words(words: Sequence[TokenWord], offset_s: float = 0.0) -> list[Word]:
