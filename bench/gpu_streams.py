@@ -14,7 +14,6 @@ Runs where the inputs packed by `tools/gpu_pack.py` are (default `.gpu/`), e.g. 
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import json
 import platform
@@ -30,6 +29,7 @@ try:
 except ImportError:  # a bare checkout on a GPU host: models/ is the rtaudio_models package
     sys.modules["rtaudio_models"] = importlib.import_module("models")
 
+from bench.word_match import shown_words
 from rtaudio.stt.batch_runner import BatchedVad, BatchRunner
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, BatchStreamConfig
 from rtaudio.stt.stabilizer import normalize_word
@@ -137,15 +137,11 @@ def latencies(result: dict, refs: dict) -> dict:
             lo, hi = cap.start_s - 0.5, cap.end_s + 0.5
             idx = [k for k, (_, ws, we, _) in enumerate(ref_words) if we >= lo and ws <= hi]
             keys = [normalize_word(w) for w in cap.text.split()]
-            sm = difflib.SequenceMatcher(a=[ref_words[k][0] for k in idx], b=keys, autojunk=False)
-            matched = []
-            for block in sm.get_matching_blocks():
-                for j in range(block.size):
-                    k = idx[block.a + j]
-                    matched.append(k)
-                    if shown[k] is None:
-                        shown[k] = emit
-                        by_final[k] = cap.is_final
+            matched = [idx[j] for j in shown_words(keys, [ref_words[k][0] for k in idx])]
+            for k in matched:
+                if shown[k] is None:
+                    shown[k] = emit
+                    by_final[k] = cap.is_final
             if cap.is_final and matched:
                 final.append(emit - (s.start_wall + max(ref_words[k][2] for k in matched)))
         for k, (_, _, we, name) in enumerate(ref_words):

@@ -11,8 +11,9 @@ max(audio arrival, end of the previous work) + compute, as with a microphone, wi
   the peer is the same model offline (`WhisperRecognizer.transcribe`, beam 5 with fallback; and
   greedy, the streaming decoder) measured in the same run.
 - Partial latency: word end times come from the offline pass (word alignment). For each emitted
-  caption (partial, stable or final) its words are aligned (difflib) to the offline words heard so
-  far; a word's latency = emission time of the first caption containing it - its end in the audio.
+  caption (partial, stable or final) its words are aligned to the offline words heard so far
+  (`bench/word_match.py`: in order; the same characters with other word breaks count); a word's
+  latency = emission time of the first caption containing it - its end in the audio.
 - Final latency: emission time of a FINAL made at a VAD endpoint - end of its last word (offline times).
 - RTF: compute time inside decode() / audio duration. CPU: process CPU seconds / audio seconds.
 - Silence / noise: minutes of digital silence with dither, and of noise and music-like tones
@@ -23,7 +24,6 @@ The machine is shared, so the load average during the run is recorded next to th
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
@@ -36,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.word_match import shown_words  # noqa: E402
 from rtaudio.frames import Caption, Stability  # noqa: E402
 from rtaudio.io.files import read_audio  # noqa: E402
 from rtaudio.stt.decoding import DecodeOptions  # noqa: E402
@@ -108,8 +109,7 @@ def match_words(ref_words: list[tuple[str, float, float]], audio_s: float, cap: 
         return []
     lo = next((i for i, (_, s, e) in enumerate(ref_words) if e >= cap.start_s - 1.0), len(ref_words))
     hi = next((i for i, (_, s, _) in enumerate(ref_words) if s >= audio_s), len(ref_words))
-    sm = difflib.SequenceMatcher(None, ck, [k for k, _, _ in ref_words[lo:hi]], autojunk=False)
-    return [lo + b.b + j for b in sm.get_matching_blocks() for j in range(b.size)]
+    return [lo + j for j in shown_words(ck, [k for k, _, _ in ref_words[lo:hi]])]
 
 
 def word_latencies(ref_words: list[tuple[str, float, float]], run: StreamRun) -> tuple[list[float], int, list[float]]:

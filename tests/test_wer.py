@@ -70,3 +70,15 @@ def test_reads_the_real_manifest(speech_dir: Path) -> None:
     utts = read_manifest(speech_dir / "manifest.tsv")
     assert len(utts) > 100 and all(u.duration_s > 0 and u.transcript for u in utts)
     assert {group_of(u.file) for u in utts} >= {"an4", "ljspeech", "long", "librispeech", "quotes"}
+
+
+def test_a_caption_shows_words_with_other_breaks_of_the_same_characters() -> None:
+    from bench.word_match import shown_words
+
+    ref = "rubout xh bac 534".split()
+    assert shown_words("rub out x h b a c 5 3".split(), ref) == [0, 1, 2]  # "534" not complete yet
+    assert shown_words("rub out x h b a c 534".split(), ref) == [0, 1, 2, 3]
+    # other words are not shown, even when their letters are there
+    assert shown_words("printing the only".split(), "printing in the only".split()) == [0, 2, 3]
+    assert shown_words("the a force said".split(), "the aforementioned forced".split()) == [0]
+    assert shown_words("gftu13".split(), ["gftu1332"]) == []
