@@ -4,8 +4,9 @@ Words are compared by key (`rtaudio.stt.stabilizer.normalize_word`: lower case, 
 aligned in order. A stretch written with other word breaks counts as shown too: "x h b a c" shows the
 offline pass's "XH BAC", "rub out" shows "rubout", "2 2 9 3" shows "2293". Without this a spelled string
 counted as shown only when a caption happened to break it where the offline pass did (often only the
-final), which made AN4's spelled letters most of the latency tail. Other spellings ("three" for "3",
-"bye" for "by") still count as not shown: that is a recognition difference, not a display one.
+final), which made AN4's spelled letters most of the latency tail. A digit and its word are one word
+("three" shows "3"). Other spellings ("bye" for "by", "nor" for "no I") count as not shown: they are
+recognition differences, not display ones.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import difflib
 from collections.abc import Sequence
 
 
+DIGITS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())}
+
+
 def shown_words(caption: Sequence[str], reference: Sequence[str]) -> list[int]:
     """Indexes into `reference` (word keys) that `caption` (word keys) shows, in order."""
-    sm = difflib.SequenceMatcher(None, list(caption), list(reference), autojunk=False)
+    caption = [DIGITS.get(k, k) for k in caption]
+    reference = [DIGITS.get(k, k) for k in reference]
+    sm = difflib.SequenceMatcher(None, caption, reference, autojunk=False)
     out: list[int] = []
     for op, a1, a2, b1, b2 in sm.get_opcodes():
         if op == "equal":

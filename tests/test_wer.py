@@ -82,3 +82,4 @@ def test_a_caption_shows_words_with_other_breaks_of_the_same_characters() -> Non
     assert shown_words("printing the only".split(), "printing in the only".split()) == [0, 2, 3]
     assert shown_words("the a force said".split(), "the aforementioned forced".split()) == [0]
     assert shown_words("gftu13".split(), ["gftu1332"]) == []
+    assert shown_words("three 14".split(), "3 14 67".split()) == [0, 1]  # a digit and its word are one word
