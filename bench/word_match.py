@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-
 DIGITS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())}
 
 
