@@ -1,6 +1,8 @@
 """A small progress bar on stderr for long work (downloads, conversion, batch transcription).
 
-Not a dependency on tqdm: the runtime stays lean. Silent when `enabled` is False.
+Not a dependency on tqdm: the runtime stays lean. Silent when `enabled` is False. On a terminal the bar
+is redrawn in place; into a log or a pipe it writes one plain line every `LOG_INTERVAL_S` instead (a
+redrawn bar would be one endless line of carriage returns there).
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+LOG_INTERVAL_S = 10.0
 
 
 class Progress:
@@ -20,7 +24,8 @@ class Progress:
         self.unit = unit
         self.enabled = enabled
         self.stream = stream or sys.stderr
-        self.min_interval_s = min_interval_s
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.min_interval_s = min_interval_s if self._tty else max(min_interval_s, LOG_INTERVAL_S)
         self.done = 0.0
         self._last = 0.0
         self._t0 = time.monotonic()
@@ -39,13 +44,16 @@ class Progress:
         frac = self.done / self.total
         bar = "#" * int(frac * 30)
         elapsed = time.monotonic() - self._t0
-        self.stream.write(f"\r{self.label:<28} [{bar:<30}] {frac * 100:5.1f}% {elapsed:6.1f}s")
+        line = f"{self.label:<28} [{bar:<30}] {frac * 100:5.1f}% {elapsed:6.1f}s"
+        self.stream.write(f"\r{line}" if self._tty else f"{line}\n")
         self.stream.flush()
 
     def close(self) -> None:
         if self.enabled:
-            self.set(self.total)
-            self.stream.write("\n")
+            if self.done < self.total or self._tty:
+                self.set(self.total)
+            if self._tty:
+                self.stream.write("\n")
             self.stream.flush()
 
     def __enter__(self) -> Progress:

@@ -16,6 +16,7 @@ from typing import Any
 from rtaudio.errors import ConfigError
 from rtaudio.server.admission import AdmissionConfig
 from rtaudio.stt.latency_budget import LatencyBudgetConfig
+from rtaudio.stt.vad import VadConfig
 
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 192000
@@ -73,7 +74,8 @@ class SessionConfig:
     words: bool = True
     """Include per-word times in caption events."""
     vad_enabled: bool = True
-    vad_threshold: float = 0.5
+    vad_threshold: float = VadConfig.threshold
+    """The engine's tuned default (0.35, not the customary 0.5: keeps whispered and hoarse speech)."""
     vad_min_silence_ms: int = 500
     """Silence that ends a segment (and makes its caption final)."""
     tts_voice: str = "piper-joe"
