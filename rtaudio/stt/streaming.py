@@ -89,9 +89,12 @@ class StreamingConfig:
     """Shorter windows are padded with silence to this length before encoding. Whisper on a trimmed
     encoder falls into repetition loops on very short inputs (11 of 27 test windows under 3 s loop
     unpadded, 2 padded to 8 s), and loops cost more tokens than the padding costs encoder time."""
-    final_beam_size: int = 1
+    final_beam_size: int = 5
     """Beam width of the pass that finalizes a segment at a VAD endpoint; 1 reuses the last partial
-    pass when it heard the whole segment (no extra compute: the final comes at once)."""
+    pass when it heard the whole segment (no extra compute: the final comes at once). Greedy passes
+    flip between readings as the window grows ("And so my" / "And so am I" at 2.4, 2.6, 2.8 s), beam 5
+    settles them: streaming WER on all dev files 8.42 % -> 8.09 % (8.22 % -> 7.75 % at VAD threshold
+    0.25) for +0.12 s of final latency (median 0.43 -> 0.55 s). The ladder drops it to 1 under load."""
     context_ms: int = 4000
     """Audio before a segment that follows a pause (already final) that each pass hears again for
     context; its words are recognized but dropped, so a short segment is not decoded in isolation."""
