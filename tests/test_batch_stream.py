@@ -13,6 +13,7 @@ from rtaudio.frames import Stability
 from rtaudio.modelstore import ensure_model
 from rtaudio.stt.batch_runner import BatchedVad, BatchRunner
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, BatchStreamConfig, WindowRequest
+from rtaudio.stt.vad import SileroVad, SileroVadModel, SpeechStarted, VadConfig, VadEvent, VadSegmenter
 
 
 def req(sid: int, due: float, final: bool = False) -> WindowRequest:
@@ -155,3 +156,103 @@ def test_growing_hypotheses_keep_their_word_breaks() -> None:
     assert r is not None and r.final
     (final,) = stream.apply(r, "the two stray kittens gradually make themselves at home.")
     assert final.text == "the two stray kittens gradually make themselves at home."
+
+
+class RecordingSegmenter(VadSegmenter):
+    def __init__(self, config: VadConfig) -> None:
+        super().__init__(config)
+        self.events: list[VadEvent] = []
+
+    def push(self, probs: np.ndarray) -> list[VadEvent]:
+        events = super().push(probs)
+        self.events += events
+        return events
+
+
+class RecordingStream(BatchStream):
+    """A BatchStream that keeps every probability the batched VAD gave it and every segmenter event."""
+
+    def __init__(self, stream_id: int, config: BatchStreamConfig) -> None:
+        super().__init__(stream_id, config)
+        self.vad = RecordingSegmenter(config.vad)
+        self.probs: list[np.ndarray] = []
+
+    def accept_vad(self, probs: np.ndarray) -> None:
+        self.probs.append(np.array(probs))
+        super().accept_vad(probs)
+
+
+def _stream_state(s: BatchStream) -> tuple:
+    return (s.vad.position_sample, s._seg_start, list(s._pending_finals), s._voiced_end, s._last_decoded_end)
+
+
+def test_batched_vad_matches_per_stream_vad_on_many_streams(speech_dir: Path) -> None:
+    """21 streams of different real speech, starting at different ticks with 0-4 frames due per tick (one leaves
+    midway and a later one reuses its slot): every probability equals per-stream `SileroVad.push`'s bit for bit,
+    the events equal `VadSegmenter`'s, and each stream (segments, 2 s splits, pauses) is after every tick exactly
+    as one fed a frame at a time. Mixing up two streams' states or contexts breaks the equality."""
+    path = ensure_model("silero-vad") / "raw" / "silero_vad.onnx"
+    model = SileroVadModel(path)
+    config = BatchStreamConfig(max_segment_s=2.0)  # splits long speech within the test
+    rng = np.random.default_rng(1)
+    signals = []
+    for f in sorted(speech_dir.glob("*.flac"))[::7][:21]:
+        audio, rate = sf.read(f, dtype="float32")
+        assert rate == 16000
+        lead = np.zeros(int(rng.integers(0, 12000)), np.float32)
+        signals.append(np.concatenate([lead, np.asarray(audio)[: 16000 * 7], np.zeros(16000, np.float32)]))
+    starts = [(i % 7) * 3 for i in range(len(signals))]
+    starts[-1] = 60  # takes the slot stream 3 frees at tick 60
+    vad = BatchedVad(path, threads=2, chunk=4)
+    streams = {i: RecordingStream(i, config) for i in range(len(signals))}
+    refs = {i: (SileroVad(model), VadSegmenter(config.vad), BatchStream(i, config)) for i in streams}
+    ref_probs: dict[int, list[np.ndarray]] = {i: [] for i in streams}
+    ref_events: dict[int, list[VadEvent]] = {i: [] for i in streams}
+    fed = dict.fromkeys(streams, 0)
+    for tick in range(400):
+        live = [i for i in streams if starts[i] <= tick and fed[i] < len(signals[i]) and not (i == 3 and tick >= 60)]
+        if tick == 60:
+            vad.forget(3)
+        for i in live:
+            chunk = signals[i][fed[i]: fed[i] + int(rng.integers(0, 2100))]
+            fed[i] += len(chunk)
+            silero, segmenter, one_at_a_time = refs[i]
+            streams[i].accept(chunk)
+            one_at_a_time.accept(chunk)
+            p = silero.push(chunk)
+            ref_probs[i].append(p)
+            ref_events[i] += segmenter.push(p)
+            for k in range(len(p)):
+                one_at_a_time.accept_vad(p[k: k + 1])
+        vad.score([streams[i] for i in live])
+        for i in live:
+            assert _stream_state(streams[i]) == _stream_state(refs[i][2]), f"stream {i}, tick {tick}"
+    assert all(fed[i] == len(signals[i]) for i in streams if i != 3)
+    for i, s in streams.items():
+        assert np.array_equal(np.concatenate(s.probs), np.concatenate(ref_probs[i])), f"stream {i}"
+        assert s.vad.events == ref_events[i], f"stream {i}"
+    assert sum(isinstance(e, SpeechStarted) for s in streams.values() for e in s.vad.events) >= 20
+    assert sum(len(f) for f in (refs[i][2]._pending_finals for i in streams)) > 0
+
+
+@pytest.mark.parametrize("min_speech_ms", [160, 2500])
+def test_accept_vad_of_many_frames_equals_one_at_a_time(min_speech_ms: int) -> None:
+    """Segments, 2 s splits and pauses come out the same however the probabilities are grouped, also when a
+    segment is confirmed so late (min_speech 2.5 s) that it must be split at the very frame that opens it."""
+    config = BatchStreamConfig(max_segment_s=2.0, vad=VadConfig(min_speech_ms=min_speech_ms, min_silence_ms=400,
+                                                                 speech_pad_ms=160))
+    rng = np.random.default_rng(min_speech_ms)
+    runs = [np.full(int(rng.integers(1, 150)), 0.9 if k % 2 else 0.05, np.float32) for k in range(40)]
+    probs = np.concatenate(runs) + rng.uniform(-0.04, 0.04, sum(map(len, runs))).astype(np.float32)
+    grouped, single = BatchStream(0, config), BatchStream(1, config)
+    for s in grouped, single:
+        s.accept(np.zeros(512 * len(probs), np.float32))
+    done = 0
+    while done < len(probs):
+        n = int(rng.integers(1, 200))
+        grouped.accept_vad(probs[done: done + n])
+        for k in range(done, min(done + n, len(probs))):
+            single.accept_vad(probs[k: k + 1])
+        done += n
+        assert _stream_state(grouped) == _stream_state(single), f"after frame {done}"
+    assert len(single._pending_finals) > 5

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import websockets
+from reliability_support import wer
 
 from rtaudio.errors import ConfigError, UnknownModelError
 from rtaudio.io.files import read_audio
@@ -178,11 +178,10 @@ def test_turn_is_answered_with_speech_in_lockstep_with_the_mic(server: Backgroun
     reply = np.concatenate([f.samples for f in talk.frames])
     assert rms(reply) > 0.02
     assert server.server is not None
-    heard = server.server.hub.recognizer("whisper-tiny.en").transcribe(reply).text.lower()
-    words = re.sub(r"[^a-z ]", "", heard)
-    # the reply audio says what the user said (tiny.en hears the synthetic "himself honest" either way,
-    # "self-honest" in one CI run: the words of the user's sentence are checked, not their spelling)
-    assert all(w in words for w in ("said", "honest", "doubt", "being so")), heard
+    heard = server.server.hub.recognizer("whisper-tiny.en").transcribe(reply).text
+    # the reply audio says the reply text: tiny.en on the synthetic voice misses a word or two ("self-honest",
+    # "will doubt" -> "without" in CI runs), a truncated or garbled reply misses far more
+    assert wer(done["text"], heard) <= 25.0 and "honest" in heard.lower(), (done["text"], heard)
     metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
     assert 'rtaudio_assistant_turn_latency_seconds_count{stage="first_audio"}' in metrics
     assert 'rtaudio_assistant_turns_total{outcome="answered"}' in metrics

@@ -19,7 +19,9 @@ from rtaudio.clock import Clock, SystemClock
 from rtaudio.frames import Caption
 from rtaudio.onnx_session import open_session
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, WindowRequest
-from rtaudio.stt.vad import CONTEXT_SAMPLES, FRAME_SAMPLES
+from rtaudio.stt.vad import CONTEXT_SAMPLES, FRAME_SAMPLES, STATE_SHAPE
+
+STATE_SIZE = STATE_SHAPE[2]
 
 
 class BatchEngine(Protocol):
@@ -27,47 +29,84 @@ class BatchEngine(Protocol):
 
 
 class BatchedVad:
-    """Silero VAD over many streams at once: each ONNX call scores the next frame of up to `chunk` streams.
+    """Silero VAD over many streams at once: ONNX call r of a chunk scores frame r of its streams that have one due.
 
-    Chunks run on a thread pool (onnxruntime releases the GIL), so hundreds of streams use many cores."""
+    Each stream's recurrent state and context live in one row ("slot") of two shared arrays, so a call gathers
+    and scatters them with one fancy index instead of per-stream Python copies, and each stream gets one
+    `accept_vad` per tick with all its new frames: the Python work per tick is per stream, not per frame.
+    Chunks of at most `chunk` streams run on a thread pool (onnxruntime releases the GIL). A row's output
+    does not depend on the batch it is in, so the probabilities equal per-stream `SileroVad.push`'s bit for bit."""
 
     def __init__(self, path: Path, threads: int = 2, chunk: int = 64) -> None:
         self._session = open_session(path, "the Silero VAD model", threads=1)
         self._sr = np.array(16000, dtype=np.int64)
         self._pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
         self.chunk = chunk
-        self.states: dict[int, np.ndarray] = {}
-        self.contexts: dict[int, np.ndarray] = {}
+        self._slots: dict[int, int] = {}  # stream id -> row of _states / _contexts
+        self._free: list[int] = []
+        self._states = np.zeros((2, 0, STATE_SIZE), dtype=np.float32)
+        self._contexts = np.zeros((0, CONTEXT_SAMPLES), dtype=np.float32)
 
     def score(self, streams: list[BatchStream]) -> None:
-        ready = [s for s in streams if s.vad_frames_due() > 0]
-        chunks = [ready[i: i + self.chunk] for i in range(0, len(ready), self.chunk)]
+        due = [(s, n) for s in streams if (n := s.vad_frames_due()) > 0]
+        due.sort(key=lambda sn: -sn[1])  # most frames first: call r of a chunk then scores a prefix of its rows
+        slots = np.array([self._slot(s.id) for s, _ in due], dtype=np.intp)  # before the threads: may grow
+        chunks = [(due[i: i + self.chunk], slots[i: i + self.chunk]) for i in range(0, len(due), self.chunk)]
         if self._pool is None or len(chunks) <= 1:
             for c in chunks:
-                self._score_chunk(c)
+                self._score_chunk(*c)
         else:
-            list(self._pool.map(self._score_chunk, chunks))
+            list(self._pool.map(lambda c: self._score_chunk(*c), chunks))
 
-    def _score_chunk(self, streams: list[BatchStream]) -> None:
-        while True:
-            ready = [s for s in streams if s.vad_frames_due() > 0]
-            if not ready:
-                return
-            batch = np.zeros((len(ready), CONTEXT_SAMPLES + FRAME_SAMPLES), dtype=np.float32)
-            state = np.zeros((2, len(ready), 128), dtype=np.float32)
-            for i, s in enumerate(ready):
-                batch[i, :CONTEXT_SAMPLES] = self.contexts.get(s.id, 0.0)
-                batch[i, CONTEXT_SAMPLES:] = s.frame(s.vad.position_sample // FRAME_SAMPLES)
-                state[:, i] = self.states.get(s.id, 0.0)
-            probs, new_state = self._session.run(None, {"input": batch, "state": state, "sr": self._sr})
-            for i, s in enumerate(ready):
-                self.states[s.id] = new_state[:, i].copy()
-                self.contexts[s.id] = batch[i, -CONTEXT_SAMPLES:].copy()
-                s.accept_vad(probs[i: i + 1])
+    def _score_chunk(self, due: list[tuple[BatchStream, int]], slots: np.ndarray) -> None:
+        counts = np.array([n for _, n in due])
+        rounds = int(counts[0])
+        # row i: the context, then all of stream i's due frames; frame r with its context is columns r*512 .. +576
+        audio = np.empty((len(due), CONTEXT_SAMPLES + rounds * FRAME_SAMPLES), dtype=np.float32)
+        audio[:, :CONTEXT_SAMPLES] = self._contexts[slots]
+        for i, (s, n) in enumerate(due):
+            audio[i, CONTEXT_SAMPLES: CONTEXT_SAMPLES + n * FRAME_SAMPLES] = s.frames(
+                s.vad.position_sample // FRAME_SAMPLES, n)
+        state = self._states[:, slots]
+        probs = np.empty((len(due), rounds), dtype=np.float32)
+        for r in range(rounds):
+            m = int(np.count_nonzero(counts > r))
+            x = np.ascontiguousarray(audio[:m, r * FRAME_SAMPLES: r * FRAME_SAMPLES + CONTEXT_SAMPLES + FRAME_SAMPLES])
+            out, new_state = self._session.run(None, {"input": x, "state": np.ascontiguousarray(state[:, :m]),
+                                                      "sr": self._sr})
+            probs[:m, r] = out[:, 0]
+            state[:, :m] = new_state
+        self._states[:, slots] = state
+        last = counts[:, None] * FRAME_SAMPLES + np.arange(CONTEXT_SAMPLES)  # tail of each row's last frame
+        self._contexts[slots] = audio[np.arange(len(due))[:, None], last]
+        for i, (s, n) in enumerate(due):
+            s.accept_vad(probs[i, :n])
+
+    def _slot(self, stream_id: int) -> int:
+        slot = self._slots.get(stream_id)
+        if slot is None:
+            if not self._free:
+                self._grow()
+            slot = self._free.pop()
+            self._states[:, slot] = 0.0
+            self._contexts[slot] = 0.0
+            self._slots[stream_id] = slot
+        return slot
+
+    def _grow(self) -> None:
+        old = self._contexts.shape[0]
+        new = max(16, 2 * old)
+        states = np.zeros((2, new, STATE_SIZE), dtype=np.float32)
+        states[:, :old] = self._states
+        contexts = np.zeros((new, CONTEXT_SAMPLES), dtype=np.float32)
+        contexts[:old] = self._contexts
+        self._states, self._contexts = states, contexts
+        self._free.extend(range(new - 1, old - 1, -1))  # pop() hands out the lowest slot first
 
     def forget(self, stream_id: int) -> None:
-        self.states.pop(stream_id, None)
-        self.contexts.pop(stream_id, None)
+        slot = self._slots.pop(stream_id, None)
+        if slot is not None:
+            self._free.append(slot)
 
 
 @dataclass

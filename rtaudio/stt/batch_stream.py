@@ -74,6 +74,7 @@ class BatchStream:
         pause = self.config.pause_pass_ms
         self._pause_samples = None if pause is None else int(pause * SAMPLE_RATE_HZ / 1000)
         self._voiced_end = 0  # end sample of the last VAD frame scored as speech
+        self._max_segment = int(self.config.max_segment_s * SAMPLE_RATE_HZ)
 
     @property
     def _audio(self) -> np.ndarray:
@@ -95,28 +96,45 @@ class BatchStream:
 
     def frame(self, index: int) -> np.ndarray:
         """Samples of VAD frame `index` (512 samples) as a view."""
+        return self.frames(index, 1)
+
+    def frames(self, index: int, count: int) -> np.ndarray:
+        """Samples of VAD frames `index` .. `index + count - 1`, back to back, as one view."""
         a = index * FRAME_SAMPLES - self._audio_start
-        return self._audio[a: a + FRAME_SAMPLES]
+        return self._audio[a: a + count * FRAME_SAMPLES]
 
     def accept_vad(self, probs: np.ndarray) -> None:
-        voiced = np.nonzero(np.asarray(probs) >= self.config.vad.threshold)[0]
+        """Advance by one VAD frame per probability: many at once end up exactly as one at a time."""
+        probs = np.asarray(probs).reshape(-1)
+        voiced = np.nonzero(probs >= self.config.vad.threshold)[0]
         if len(voiced):
             self._voiced_end = self.vad.position_sample + (int(voiced[-1]) + 1) * FRAME_SAMPLES
-        for event in self.vad.push(probs):
-            if isinstance(event, SpeechStarted):
-                self._seg_start = event.start_sample
-                self._last_decoded_end = event.start_sample
-            elif isinstance(event, SpeechEnded) and self._seg_start is not None:
-                self._pending_finals.append((self._seg_start, event.end_sample))
-                self._seg_start = None
-        if self._seg_start is not None:
-            limit = int(self.config.max_segment_s * SAMPLE_RATE_HZ)
-            if self.vad.position_sample - self._seg_start >= limit:
+        done = 0
+        while done < len(probs):
+            n = min(len(probs) - done, self._frames_before_split())
+            for event in self.vad.push(probs[done: done + n]):
+                if isinstance(event, SpeechStarted):
+                    self._seg_start = event.start_sample
+                    self._last_decoded_end = event.start_sample
+                elif isinstance(event, SpeechEnded) and self._seg_start is not None:
+                    self._pending_finals.append((self._seg_start, event.end_sample))
+                    self._seg_start = None
+            done += n
+            if self._seg_start is not None and self.vad.position_sample - self._seg_start >= self._max_segment:
                 end = self.vad.position_sample
                 self._pending_finals.append((self._seg_start, end))
                 self._seg_start = end
                 self._last_decoded_end = end
         self._trim()
+
+    def _frames_before_split(self) -> int:
+        """Frames to push in one go: the max_segment_s split is checked after every frame, so push only up to
+        the first frame at which a segment (this one, or one the coming frames open) could reach that length."""
+        pos = self.vad.position_sample
+        earliest = pos + FRAME_SAMPLES - self.vad.start_lookback_samples
+        if self._seg_start is not None:
+            earliest = min(earliest, self._seg_start)
+        return max(1, -(-(earliest + self._max_segment - pos) // FRAME_SAMPLES))
 
     def _trim(self) -> None:
         """Drop audio no decode can need any more: bounded memory through hours of silence."""

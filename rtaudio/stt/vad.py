@@ -163,6 +163,12 @@ class VadSegmenter:
     def position_sample(self) -> int:
         return self._frame * self.frame_samples
 
+    @property
+    def start_lookback_samples(self) -> int:
+        """A `SpeechStarted` reported by the frame ending at sample P starts at or after P minus this
+        (min_speech frames plus the pad): lets callers push many frames at once and still act per frame."""
+        return self._min_speech_frames * self.frame_samples + self._pad_samples
+
     def push(self, probs: np.ndarray) -> list[VadEvent]:
         """Advance by one frame per probability; events in stream order."""
         cfg = self.config
