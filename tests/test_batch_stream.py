@@ -256,3 +256,16 @@ def test_accept_vad_of_many_frames_equals_one_at_a_time(min_speech_ms: int) -> N
         done += n
         assert _stream_state(grouped) == _stream_state(single), f"after frame {done}"
     assert len(single._pending_finals) > 5
+
+
+def test_a_spelled_letter_loop_is_cut_in_a_final() -> None:
+    # the batched decode has no word times; a letter loop inside one hyphenated word must still be caught
+    stream = BatchStream(0)
+    stream.accept(np.zeros(16000, np.float32))
+    req = WindowRequest(0, 0, 16000, True, 1.0)
+    stream._pending_finals.append((0, 16000))
+    (cap,) = stream.apply(req, "and E-W-E-L-L-L-L-L-L-L-L")
+    assert cap.text == "and E-W-E-L-L"
+    stream._pending_finals.append((0, 16000))
+    (cap,) = stream.apply(req, "P-I-T-T-S-B-U-R-G-H.")  # a real double letter stays
+    assert cap.text == "P-I-T-T-S-B-U-R-G-H."

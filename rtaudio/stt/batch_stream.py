@@ -9,6 +9,7 @@ grows evenly and nobody starves. Both are pure and unit-tested on CPU; the GPU e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,13 +197,20 @@ class BatchStream:
 
 def _words(text: str, start: int, end: int) -> list[Word]:
     """Spread words evenly over the window: the batched path decodes without timestamps. Each word gets
-    the leading space Whisper's words carry (the stabilizer joins words without one to the previous)."""
-    parts = text.split()
+    the leading space Whisper's words carry (the stabilizer joins words without one to the previous).
+    A spelled word ("E-W-E-L-L") is split into its letters ("E", "-W", ...) as the CPU path's word
+    alignment splits it, so `repetition_start` sees a letter loop ("E-W-E-L-L-L-L-L-L-L") and cuts it."""
+    parts = [(" " if i == 0 else "") + piece for word in text.split()
+             for i, piece in enumerate(_SPELLED_PIECE.findall(word) if _SPELLED.fullmatch(word) else [word])]
     if not parts:
         return []
     t0, t1 = start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ
     step = (t1 - t0) / len(parts)
-    return [Word(" " + p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(parts)]
+    return [Word(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(parts)]
+
+
+_SPELLED = re.compile(r"[A-Za-z0-9](?:-[A-Za-z0-9])+-?[.,!?]?")
+_SPELLED_PIECE = re.compile(r"-?[A-Za-z0-9]-?[.,!?]?$|-?[A-Za-z0-9]")
 
 
 class BatchScheduler:
