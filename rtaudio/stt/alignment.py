@@ -174,18 +174,19 @@ def _merge_punctuation(words: list[TokenWord]) -> list[TokenWord]:
 
 
 def _clip_long_words(words: list[TokenWord]) -> list[TokenWord]:
-    """Attention often smears the word before a pause over the pause: cap durations at 2x the median
-    duration per token (capped at 0.7 s) times the word's tokens, for words around sentence ends and at
-    the segment edges. Per token, so a spelled string that is one word of many tokens ("GFTU1332.",
-    3.5 s of letters) keeps its length instead of ending seconds before it was said."""
+    """Attention often smears the word before a pause over the pause: cap durations at 2x the median word
+    duration (capped at 0.7 s) for words around sentence ends and at the segment edges, or at 2x the median
+    duration per token times the word's tokens where that is longer: a spelled string that is one word of
+    many tokens ("GFTU1332.", 3.5 s of letters) keeps its length instead of ending seconds early."""
     spoken = [(w.end_s - w.start_s, _n_spoken(w)) for w in words]
+    per_word = np.array([d for d, _ in spoken if d > 0])
     per_token = np.array([d / n for d, n in spoken if d > 0])
-    median = min(0.7, float(np.median(per_token))) if len(per_token) else 0.0
-    if median <= 0:
+    if not len(per_word):
         return words
+    word_s, token_s = min(0.7, float(np.median(per_word))), min(0.7, float(np.median(per_token)))
     out = list(words)
     for k, w in enumerate(out):
-        max_s = 2 * median * spoken[k][1]
+        max_s = 2 * max(word_s, token_s * spoken[k][1])
         sentence_end = w.text.strip()[-1:] in ".。!！?？"
         if w.end_s - w.start_s > max_s and (sentence_end or k == len(out) - 1):
             out[k] = TokenWord(w.text, w.tokens, w.start_s, w.start_s + max_s, w.probability)
