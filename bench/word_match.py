@@ -14,7 +14,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-DIGITS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())}
+from rtaudio.tts.numbers import cardinal
+
+DIGITS = {cardinal(i): str(i) for i in range(10)}
 
 
 def shown_words(caption: Sequence[str], reference: Sequence[str]) -> list[int]:

@@ -18,7 +18,8 @@ enough to trust and not at its very end (STABLE captions; PARTIAL captions show 
 the unstable tail). A long utterance without pauses is cut at a committed word boundary once the
 window exceeds `trim_window_ms`: the committed words become a FINAL caption and the window restarts
 there. The VAD endpoint ends the segment and its FINAL follows at once, from a beam-5 pass over the
-segment (`final_beam_size`; with 1 the last greedy pass is reused when it heard all the speech). Captions carry `segment_id` (one per FINAL), sample times and word times.
+segment (`final_beam_size`; with 1 the last greedy pass is reused when it heard all the speech).
+Captions carry `segment_id` (one per FINAL), sample times and word times.
 `events()` returns the VAD `SpeechStarted` / `SpeechEnded` and `BudgetEvent`s in stream order.
 
 Latency budgets (`latency_budget`): every pass is timed with the injected clock and `accept_waveform`
