@@ -119,6 +119,26 @@ def run(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[
     return {"sessions": sessions, "ticks": ticks, "t0": t0, "duration_s": duration_s}
 
 
+def final_texts(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
+                config: BatchStreamConfig, max_batch: int) -> dict[str, str]:
+    """Each recording's final captions, as fast as the engine goes (no clock, no partials): the finals of a
+    real-time run are the same, since a final decodes its whole segment on its own. Runs on a CPU too."""
+    runner = BatchRunner(engine, text_of(tok), BatchedVad(vad_path), BatchScheduler(max_batch))
+    finals: dict[int, list[str]] = {}
+    for i, name in enumerate(names):
+        stream = BatchStream(i, config)
+        stream.accept(np.concatenate([speech[name].astype(np.float32) / 32767, np.zeros(2 * SR, np.float32)]))
+        runner.add(stream)
+    runner.vad.score(list(runner.streams.values()))
+    while True:
+        requests = [r for s in runner.streams.values() if (r := s.request()) is not None and r.final]
+        if not requests:
+            break
+        for sid, cap in runner.decode_batch(requests[:max_batch]):
+            finals.setdefault(sid, []).append(cap.text)
+    return {name: " ".join(finals.get(i, [])) for i, name in enumerate(names)}
+
+
 def latencies(result: dict, refs: dict) -> dict:
     partial, final, missed, total = [], [], 0, 0
     first_final: list[bool] = []  # per shown word: its first showing was a final caption
@@ -206,11 +226,17 @@ def main() -> int:
     ap.add_argument("--duration-s", type=float, default=30.0)
     ap.add_argument("--partial-interval-ms", type=float, default=400.0)
     ap.add_argument("--min-silence-ms", type=int, default=400, help="VAD silence that ends a segment (final)")
+    ap.add_argument("--vad-pad-ms", type=int, default=BatchStreamConfig().vad.speech_pad_ms,
+                    help="audio kept before and after the VAD's speech")
+    ap.add_argument("--prompt-chars", type=int, default=BatchStreamConfig.prompt_chars,
+                    help="final text that conditions a stream's next decodes (0 = none)")
     ap.add_argument("--pause-pass-ms", type=float, default=BatchStreamConfig.pause_pass_ms,
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
     ap.add_argument("--wer-only", action="store_true", help="only the WER run (no --streams runs)")
+    ap.add_argument("--wer-finals", action="store_true",
+                    help="WER from finals decoded unpaced (no partials; the same texts; runs on a CPU), no --streams runs")
     ap.add_argument("--limit-files", type=int, default=0)
     ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
     ap.add_argument("--shapes-s", type=float, nargs="+", default=[8.0, 15.0], help="fixed window lengths (--graphs)")
@@ -225,7 +251,8 @@ def main() -> int:
     refs = json.loads((args.pack / "refs.json").read_text())
     names = sorted(speech)[: args.limit_files or None]
     config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
-                               vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=160))
+                               prompt_chars=args.prompt_chars,
+                               vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
     vad = args.pack / "silero_vad.onnx"
     engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8)  # warm-up: kernels, allocator
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
@@ -234,7 +261,7 @@ def main() -> int:
           f"CUDA graphs {'on' if args.graphs else 'off'}")
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
-    for n in [] if args.wer_only else args.streams:
+    for n in [] if args.wer_only or args.wer_finals else args.streams:
         res = run(engine, tok, vad, speech, names, n, args.duration_s, config, args.max_batch)
         lat = latencies(res, refs)
         ticks = np.array(res["ticks"])
@@ -257,23 +284,30 @@ def main() -> int:
     report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms,
               "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}
-    if args.wer or args.wer_only:
-        longest = max(len(speech[n_]) for n_ in names) / SR
-        res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch, one_file_each=True)
-        errors = words = errors_no_an4 = words_no_an4 = 0
-        texts = {}
-        for s in res["sessions"]:
-            name = s.files[0][0]
-            hyp = " ".join(c.text for _, c in s.captions if c.is_final)
-            texts[name] = hyp
+    if args.wer or args.wer_only or args.wer_finals:
+        if args.wer_finals:
+            texts = final_texts(engine, tok, vad, speech, names, config, args.max_batch)
+            lat: dict = {}
+        else:
+            longest = max(len(speech[n_]) for n_ in names) / SR
+            res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
+                      one_file_each=True)
+            texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
+            lat = latencies(res, refs)
+        groups: dict[str, list[int]] = {}
+        for name, hyp in texts.items():
             e, w = word_errors(refs[name]["transcript"], hyp)
-            errors, words = errors + e, words + w
-            if not name.startswith("an4_"):
-                errors_no_an4, words_no_an4 = errors_no_an4 + e, words_no_an4 + w
+            for g in ("all", name.split("_")[0]):
+                groups.setdefault(g, [0, 0])
+                groups[g][0] += e
+                groups[g][1] += w
+        errors, words = groups["all"]
+        errors_no_an4, words_no_an4 = errors - groups.get("an4", [0, 0])[0], words - groups.get("an4", [0, 0])[1]
         report["wer"] = {"streams": len(names), "wer": errors / words, "wer_without_an4": errors_no_an4 / words_no_an4,
-                         **latencies(res, refs), "texts": texts}
-        print(f"streaming WER, {len(names)} sessions at once: {100 * errors / words:.2f}% "
-              f"(without AN4 {100 * errors_no_an4 / words_no_an4:.2f}%)")
+                         "errors_by_group": groups, **lat, "texts": texts}
+        print(f"streaming WER, {len(names)} sessions{' (finals only, unpaced)' if args.wer_finals else ' at once'}: "
+              f"{100 * errors / words:.2f}% (without AN4 {100 * errors_no_an4 / words_no_an4:.2f}%); errors by group "
+              + ", ".join(f"{g} {e}/{w}" for g, (e, w) in sorted(groups.items())))
     best = max((r["streams"] for r in rows if r["real_time"]), default=0)
     report["max_real_time_streams"] = best
     print(f"largest N in real time: {best}")

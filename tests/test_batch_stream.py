@@ -56,7 +56,7 @@ class ReplayEngine:
         self.text = text
         self.windows: list[int] = []
 
-    def transcribe(self, windows: list[np.ndarray]) -> list[list[int]]:
+    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None) -> list[list[int]]:
         self.windows += [len(w) for w in windows]
         return [[0] for _ in windows]
 
@@ -269,3 +269,45 @@ def test_a_spelled_letter_loop_is_cut_in_a_final() -> None:
     stream._pending_finals.append((0, 16000))
     (cap,) = stream.apply(req, "P-I-T-T-S-B-U-R-G-H.")  # a real double letter stays
     assert cap.text == "P-I-T-T-S-B-U-R-G-H."
+
+
+def test_a_long_segment_is_cut_at_its_quietest_recent_frame() -> None:
+    """A segment without a pause is cut where the VAD was least sure of speech within the last `split_search_s`
+    (a gap between words), not through the word at which it grew too long; older dips are not considered."""
+    config = BatchStreamConfig(max_segment_s=4.0, split_search_s=1.0)
+
+    def first_final(probs: np.ndarray) -> tuple[int, int]:
+        stream = BatchStream(0, config)
+        stream.accept(np.zeros(512 * len(probs), np.float32))
+        stream.accept_vad(probs)
+        req = stream.request()
+        assert req is not None and req.final
+        return req.start_sample, req.end_sample
+
+    probs = np.full(200, 0.9, np.float32)
+    _, blind_end = first_final(probs)  # no dip: cut where the segment reached 4 s
+    dip = blind_end // 512 - 20  # 0.64 s before that
+    probs[dip] = 0.5
+    probs[dip - 10] = 0.6
+    probs[blind_end // 512 - 60] = 0.36  # lower, but 1.9 s back: outside the search
+    start, end = first_final(probs)
+    assert end == dip * 512 + 256
+    assert 3.0 * 16000 < end - start < 4.0 * 16000
+
+
+def test_final_decodes_get_the_streams_earlier_final_text_as_prompt() -> None:
+    stream = BatchStream(0, BatchStreamConfig(prompt_chars=12, vad=VadConfig(min_silence_ms=100, speech_pad_ms=0)))
+    speech, pause = np.full(40, 0.9, np.float32), np.full(10, 0.05, np.float32)
+    probs = np.concatenate([pause, speech, pause, speech[:20]])
+    stream.accept(np.zeros(512 * len(probs), np.float32))
+    stream.accept_vad(probs)
+    first = stream.request()
+    assert first is not None and first.final and first.prompt == ""
+    stream.apply(first, "Hello there, my friends.")
+    partial = stream.request()  # the second segment is still open
+    assert partial is not None and not partial.final and partial.prompt == ""
+    stream.apply(partial, "and")
+    stream.accept(np.zeros(512 * 10, np.float32))
+    stream.accept_vad(pause)
+    second = stream.request()
+    assert second is not None and second.final and second.prompt == "my friends."

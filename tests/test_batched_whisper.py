@@ -44,3 +44,20 @@ def test_length_buckets_decode_as_one_long_batch(engine_and_tokenizer: tuple[Bat
     text = [normalize_english(tok.decode([t for t in row if t < tok.eot])) for row in bucketed]
     assert text[1].startswith("and so my fellow americans") and "ask not" in text[0]
     assert len(text[0]) > len(text[1])
+
+
+def test_rows_with_and_without_prompts_decode_as_each_alone(
+        engine_and_tokenizer: tuple[BatchedWhisper, WhisperTokenizer], speech_dir: Path) -> None:
+    """A final's prompt (the stream's earlier text) is fed to its row only: in one batch, a row with a prompt
+    and one without each get what they get alone, and the prompt is not part of the decoded text."""
+    engine, tok = engine_and_tokenizer
+    audio = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0]
+    windows = [audio[: 4 * 16000], audio[int(3.2 * 16000): 10 * 16000]]
+    prompts = ["", "And so, my fellow Americans."]
+    assert engine.prefixes(prompts, 2) == [[tok.sot], [tok.sot_prev, *tok.encode(" " + prompts[1]), tok.sot]]
+    together = engine.transcribe(windows, prompts=prompts)
+    alone = [engine.transcribe([w], prompts=[p])[0] for w, p in zip(windows, prompts, strict=True)]
+    assert together == alone
+    text = [normalize_english(tok.decode([t for t in row if t < tok.eot])) for row in together]
+    assert "fellow americans" in text[0]
+    assert "fellow" not in text[1] and "what your country can do" in text[1]

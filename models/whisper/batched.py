@@ -2,16 +2,18 @@
 
 This is the PyTorch CUDA backend for serving hundreds of live streams from one card: each scheduler tick
 hands it the due windows of many sessions, which run as one batch in fp16. Windows are padded with silence
-to the longest in the batch (Whisper was trained on silence-padded 30 s windows, so the extra padding
-costs no accuracy); every row starts from the same start sequence, so all rows share positions and no
-attention masks are needed. Rows that reach end-of-text keep stepping (their output is ignored) until
-every row is done or the token budget is spent.
+to a few fixed lengths (Whisper was trained on silence-padded 30 s windows) and the encoder attention is
+masked to each row's own audio, so a row decodes the same alone or in a batch. A row may carry a prompt
+(its stream's earlier text): all prefixes go through the decoder in one call, then each row steps from its
+own position. Rows that reach end-of-text keep stepping (their output is ignored) until every row is done
+or the token budget is spent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -65,8 +67,16 @@ class BatchedWhisper:
                  suppress_ids: list[int], suppress_begin_ids: list[int], device: str = "cuda",
                  dtype: torch.dtype = torch.float16, pad_multiple_s: float = 1.0, tail_pad_s: float = 1.0,
                  min_window_s: float = 8.0, static_shapes: bool = False,
-                 static_windows_s: tuple[float, ...] = (8.0, 15.0), batch_bucket: int = 32) -> None:
+                 static_windows_s: tuple[float, ...] = (8.0, 15.0), batch_bucket: int = 32,
+                 encode: Callable[[str], list[int]] | None = None, sot_prev: int | None = None,
+                 max_prompt_tokens: int = 48) -> None:
         self.device = torch.device(device)
+        self.encode = encode if sot_prev is not None else None
+        """Text -> token ids, for prompts (None: prompts are ignored)."""
+        self.sot_prev = sot_prev
+        self.max_prompt_tokens = max_prompt_tokens
+        """A prompt keeps its last this many tokens: every row of its batch steps through them."""
+        self._static: dict[tuple[int, int, int, int], StaticDecoder] = {}
         self.static_shapes = static_shapes
         """Decode at fixed shapes (CUDA graphs on a GPU): `transcribe` then calls `transcribe_static`."""
         self.batch_bucket = batch_bucket
@@ -104,7 +114,8 @@ class BatchedWhisper:
         suppress = list(info["suppress_ids"]) + list(range(tokenizer.eot + 1, tokenizer.timestamp_begin))
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         return cls(model, mel_filters_torch(info["dims"]["n_mels"]), start, tokenizer.eot, suppress,
-                   info["suppress_ids_begin"], device=device, dtype=dtype, **options)
+                   info["suppress_ids_begin"], device=device, dtype=dtype, encode=tokenizer.encode,
+                   sot_prev=tokenizer.sot_prev, **options)
 
     def log_mel(self, audio: Tensor) -> Tensor:
         """(B, N) float32 -> (B, n_mels, N // 160) normalised per row like Whisper (max - 8, (x + 4) / 4)."""
@@ -156,28 +167,35 @@ class BatchedWhisper:
             out.append((a.heads(a.key(encoded)), a.heads(a.value(encoded))))
         return out
 
-    def _step(self, tokens: Tensor, position: int, cache: list[tuple[Tensor, Tensor]],
-              cross: list[tuple[Tensor, Tensor]], mask: Tensor) -> Tensor:
-        """One token per row at `position`; writes its K/V into the preallocated `cache`; returns logits."""
-        dec = self.model.decoder
-        x = dec.token_embedding(tokens) + dec.positional_embedding[position: position + 1]
-        for block, (ck, cv), (xk, xv) in zip(dec.blocks, cache, cross, strict=True):
-            a = block.attn
-            h = block.attn_ln(x)
-            ck[:, :, position: position + 1] = a.heads(a.key(h))
-            cv[:, :, position: position + 1] = a.heads(a.value(h))
-            q = a.heads(a.query(h))
-            att = F.scaled_dot_product_attention(q, ck[:, :, : position + 1], cv[:, :, : position + 1])
-            x = x + a.out(a.merge(att))
-            c = block.cross_attn
-            q = c.heads(c.query(block.cross_attn_ln(x)))
-            x = x + c.out(c.merge(F.scaled_dot_product_attention(q, xk, xv, attn_mask=mask)))
-            x = x + block.mlp(block.mlp_ln(x))
-        return dec.logits(dec.ln(x)[:, -1])
+    def prefixes(self, prompts: list[str] | None, rows: int) -> list[list[int]]:
+        """Each row's forced start: `<|startofprev|>` + the last `max_prompt_tokens` of its prompt (the text
+        said before, as the CPU recognizer conditions on it), then the start sequence."""
+        start = self.start.tolist()
+        if prompts is None or self.encode is None:
+            return [start] * rows
+        out = []
+        for p in prompts:
+            ids = self.encode(" " + p.strip())[-self.max_prompt_tokens:] if p and p.strip() else []
+            out.append(([self.sot_prev, *ids] if ids else []) + start)
+        return out
+
+    def _decoder(self, batch: int, n_audio_ctx: int, budget: int, prefix: int, graph: bool) -> StaticDecoder:
+        """The fixed-shape decoder for these sizes; with `graph` one is kept per shape (its CUDA graph)."""
+        if not graph:
+            return StaticDecoder(self, batch, n_audio_ctx, budget, prefix, graph=False)
+        key = (batch, n_audio_ctx, budget, prefix)
+        if key not in self._static:
+            self._static[key] = StaticDecoder(self, batch, n_audio_ctx, budget, prefix)
+        return self._static[key]
+
+    def _prefix_cap(self, prefixes: list[list[int]]) -> int:
+        """Prefix room of a decoder: the start sequence alone, or room for the longest prompt (two shapes)."""
+        longest = max(len(p) for p in prefixes)
+        return len(self.start) if longest <= len(self.start) else len(self.start) + 1 + self.max_prompt_tokens
 
     @torch.inference_mode()
     def transcribe_static(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0,
-                          window_s: float = 15.0) -> list[list[int]]:
+                          window_s: float = 15.0, prompts: list[str] | None = None) -> list[list[int]]:
         """Like `transcribe`, at fixed shapes (batch rounded up to `batch_bucket`, `window_s` of audio) so that
         decoding replays a CUDA graph; windows longer than `window_s` keep their latest part."""
         if not windows:
@@ -186,19 +204,16 @@ class BatchedWhisper:
         size = -(-b // self.batch_bucket) * self.batch_bucket
         n = int(window_s * SAMPLE_RATE)
         budget = int(8 + max_tokens_per_s * (window_s - self.tail_pad / SAMPLE_RATE))
-        key = (size, n, budget)
-        if not hasattr(self, "_static"):
-            self._static: dict[tuple[int, int, int], StaticDecoder] = {}
-        if key not in self._static:
-            self._static[key] = StaticDecoder(self, size, n // (2 * HOP), budget)
         padded = list(windows) + [np.zeros(0, np.float32)] * (size - b)
+        prefixes = self.prefixes(None if prompts is None else [*prompts, *[""] * (size - b)], size)
+        decoder = self._decoder(size, n // (2 * HOP), budget, self._prefix_cap(prefixes), graph=True)
         audio, valid = self._pad(padded, n)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
         row_budget = torch.tensor([8 + max_tokens_per_s * len(w) / SAMPLE_RATE for w in padded], device=self.device)
-        out = self._static[key].run(self._cross_kv(encoded), mask, row_budget)
-        return self._rows(out[:b])
+        return decoder.run(self._cross_kv(encoded), mask, row_budget, prefixes)[:b]
 
-    def _transcribe_bucketed(self, windows: list[np.ndarray], max_tokens_per_s: float) -> list[list[int]]:
+    def _transcribe_bucketed(self, windows: list[np.ndarray], max_tokens_per_s: float,
+                             prompts: list[str] | None) -> list[list[int]]:
         """`transcribe_static` per window-length bucket; results in the order of `windows`."""
         groups: dict[float, list[int]] = {}
         for i, w in enumerate(windows):
@@ -207,74 +222,57 @@ class BatchedWhisper:
             groups.setdefault(bucket, []).append(i)
         result: list[list[int]] = [[] for _ in windows]
         for bucket, rows in groups.items():
-            for i, tokens in zip(rows, self.transcribe_static([windows[i] for i in rows], max_tokens_per_s,
-                                                              window_s=bucket), strict=True):
+            texts = self.transcribe_static([windows[i] for i in rows], max_tokens_per_s, window_s=bucket,
+                                           prompts=None if prompts is None else [prompts[i] for i in rows])
+            for i, tokens in zip(rows, texts, strict=True):
                 result[i] = tokens
         return result
 
-    def _rows(self, out: Tensor) -> list[list[int]]:
-        result = []
-        for row in out.cpu().numpy():
-            ends = np.nonzero(row == self.eot)[0]
-            result.append(row[: ends[0] if len(ends) else len(row)].tolist())
-        return result
-
     @torch.inference_mode()
-    def transcribe(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0) -> list[list[int]]:
-        """Token ids (without start sequence and end-of-text) for each window."""
+    def transcribe(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0,
+                   prompts: list[str] | None = None) -> list[list[int]]:
+        """Token ids (without start sequence and end-of-text) for each window; `prompts`, one per window
+        ("" for none), is the text said before it."""
         if not windows:
             return []
         if self.static_shapes and max(len(w) for w in windows) + self.tail_pad <= self.static_windows_s[-1] * SAMPLE_RATE:
-            return self._transcribe_bucketed(windows, max_tokens_per_s)
+            return self._transcribe_bucketed(windows, max_tokens_per_s, prompts)
         audio, valid = self._pad(windows)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
-        cross = self._cross_kv(encoded)
-        dims = self.model.dims
-        b, n_start = len(windows), len(self.start)
         longest_s = max(len(w) for w in windows) / SAMPLE_RATE
-        budget = int(min(dims.n_text_ctx // 2, 8 + max_tokens_per_s * longest_s))
+        prefixes = self.prefixes(prompts, len(windows))
+        budget = int(min(self.model.dims.n_text_ctx // 2, 8 + max_tokens_per_s * longest_s))
         row_budget = torch.tensor([8 + max_tokens_per_s * len(w) / SAMPLE_RATE for w in windows], device=self.device)
-        heads = dims.n_text_head
-        shape = (b, heads, n_start + budget, dims.n_text_state // heads)
-        cache = [(torch.empty(shape, device=self.device, dtype=self.dtype),
-                  torch.empty(shape, device=self.device, dtype=self.dtype)) for _ in range(dims.n_text_layer)]
-        for i in range(n_start - 1):  # prefill the start sequence one position at a time (it is short)
-            self._step(self.start[i].expand(b, 1), i, cache, cross, mask)
-        tokens = self.start[-1].expand(b, 1)
-        out = torch.full((b, budget), self.eot, dtype=torch.long, device=self.device)
-        done = torch.zeros(b, dtype=torch.bool, device=self.device)
-        for step in range(budget):
-            logits = self._step(tokens, n_start - 1 + step, cache, cross, mask).float()
-            logits[:, self.suppress] = -torch.inf
-            if step == 0:
-                logits[:, self.suppress_begin] = -torch.inf
-            nxt = torch.where(done, self.eot, logits.argmax(dim=-1))
-            out[:, step] = nxt
-            done |= (nxt == self.eot) | (step + 1 >= row_budget)
-            if step % 8 == 7 and bool(done.all()):
-                break
-            tokens = nxt[:, None]
-        return self._rows(out)
+        decoder = self._decoder(len(windows), encoded.shape[1], budget, self._prefix_cap(prefixes), graph=False)
+        return decoder.run(self._cross_kv(encoded), mask, row_budget, prefixes)
 
 
 class StaticDecoder:
-    """Greedy decoding at fixed shapes (batch bucket, 15 s of audio, token budget), replayed as a CUDA graph.
+    """Greedy decoding at fixed shapes (batch bucket, audio positions, prefix room + token budget), replayed as
+    a CUDA graph.
 
-    A decoder step is ~100 small kernels, so at these sizes it is bound by launch overhead (~2 ms a step);
-    one graph replay per step removes most of it. Positions live in device tensors, the self-attention
-    cache is preallocated to its full length and masked beyond the current position, so every step has
-    the same shapes. Without CUDA (tests) the same code runs eagerly.
+    Each row's forced prefix (its prompt, then the start sequence) goes through the decoder in one call for
+    all its positions (prefill); from then on every row steps at its own position, so a prompt costs one
+    call, not a step per token for the whole batch. A decoder step is ~100 small kernels, bound at these
+    sizes by launch overhead (~2 ms a step); one graph replay per step removes most of it. Positions live in
+    device tensors, the self-attention cache is preallocated to its full length and masked beyond each
+    row's position, so every step has the same shapes. Without CUDA (tests) the same code runs eagerly.
     """
 
-    def __init__(self, engine: BatchedWhisper, batch: int, n_audio_ctx: int, budget: int) -> None:
+    def __init__(self, engine: BatchedWhisper, batch: int, n_audio_ctx: int, budget: int, prefix: int,
+                 graph: bool = True) -> None:
         self.e = engine
         dims = engine.model.dims
         dev, dt = engine.device, engine.dtype
         heads, dh = dims.n_text_head, dims.n_text_state // dims.n_text_head
-        self.batch, self.budget = batch, budget
-        self.length = len(engine.start) + budget
+        self.batch, self.budget, self.prefix = batch, budget, prefix
+        self.length = prefix + budget
+        if self.length > dims.n_text_ctx:
+            raise ValueError(f"prefix {prefix} + budget {budget} tokens exceed the decoder's {dims.n_text_ctx}")
+        self.use_graph = graph and dev.type == "cuda"
         self.tokens = torch.zeros((batch, 1), dtype=torch.long, device=dev)
-        self.pos = torch.zeros(1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(batch, dtype=torch.long, device=dev)
+        """Per row: the position of the token fed next (its prefix length + tokens generated so far)."""
         self.step_index = torch.zeros(1, dtype=torch.long, device=dev)
         self.done = torch.zeros(batch, dtype=torch.bool, device=dev)
         self.row_budget = torch.zeros(batch, device=dev)
@@ -287,26 +285,54 @@ class StaticDecoder:
         self.positions = torch.arange(self.length, device=dev)
         self.graph: torch.cuda.CUDAGraph | None = None
 
-    def _layers(self) -> Tensor:
-        """Run `self.tokens` at `self.pos` through the decoder, writing K/V into the cache; returns logits."""
-        dec = self.e.model.decoder
-        x = dec.token_embedding(self.tokens) + dec.positional_embedding.index_select(0, self.pos)[None]
-        visible = (self.positions <= self.pos)[None, None, None, :]
-        for block, (ck, cv), (xk, xv) in zip(dec.blocks, self.cache, self.cross, strict=True):
+    def _layers(self, x: Tensor, write: Any, self_mask: Tensor) -> Tensor:
+        """Decoder blocks over `x` (B, L, D); `write(cache_k, cache_v, k, v)` stores the new keys/values and
+        returns the keys/values to attend to."""
+        for block, (ck, cv), (xk, xv) in zip(self.e.model.decoder.blocks, self.cache, self.cross, strict=True):
             a = block.attn
             h = block.attn_ln(x)
-            ck.index_copy_(2, self.pos, a.heads(a.key(h)))
-            cv.index_copy_(2, self.pos, a.heads(a.value(h)))
-            att = F.scaled_dot_product_attention(a.heads(a.query(h)), ck, cv, attn_mask=visible)
-            x = x + a.out(a.merge(att))
+            k, v = write(ck, cv, a.heads(a.key(h)), a.heads(a.value(h)))
+            x = x + a.out(a.merge(F.scaled_dot_product_attention(a.heads(a.query(h)), k, v, attn_mask=self_mask)))
             c = block.cross_attn
             q = c.heads(c.query(block.cross_attn_ln(x)))
             x = x + c.out(c.merge(F.scaled_dot_product_attention(q, xk, xv, attn_mask=self.mask)))
             x = x + block.mlp(block.mlp_ln(x))
-        return dec.logits(dec.ln(x)[:, -1]).float()
+        return x
 
-    def _step(self, first: bool = False) -> None:
-        logits = self._layers().index_fill_(1, self.e.suppress, float("-inf"))  # no host tensors: capturable
+    def _prefill(self, forced: Tensor, lengths: Tensor) -> Tensor:
+        """All prefix positions of all rows in one call (causal: a row's padding after its prefix changes
+        nothing before it); returns the logits after each row's last prefix token."""
+        dec = self.e.model.decoder
+        n = forced.shape[1]
+        x = dec.token_embedding(forced) + dec.positional_embedding[:n]
+        causal = torch.ones((n, n), dtype=torch.bool, device=forced.device).tril()
+
+        def write(ck: Tensor, cv: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+            ck[:, :, :n] = k
+            cv[:, :, :n] = v
+            return k, v
+
+        x = self._layers(x, write, causal)
+        last = x[torch.arange(self.batch, device=x.device), lengths - 1]
+        return dec.logits(dec.ln(last)).float()
+
+    def _step(self) -> None:
+        """Feed each row's token at its own position; record the next one. Device tensors only: capturable."""
+        dec = self.e.model.decoder
+        x = dec.token_embedding(self.tokens) + dec.positional_embedding.index_select(0, self.pos)[:, None]
+        where = self.pos[:, None, None, None].expand(-1, self.cache[0][0].shape[1], 1, self.cache[0][0].shape[3])
+
+        def write(ck: Tensor, cv: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+            ck.scatter_(2, where, k)
+            cv.scatter_(2, where, v)
+            return ck, cv
+
+        visible = (self.positions[None, :] <= self.pos[:, None])[:, None, None, :]
+        x = self._layers(x, write, visible)
+        self._choose(dec.logits(dec.ln(x)[:, -1]).float())
+
+    def _choose(self, logits: Tensor, first: bool = False) -> None:
+        logits.index_fill_(1, self.e.suppress, float("-inf"))
         if first:
             logits.index_fill_(1, self.e.suppress_begin, float("-inf"))
         nxt = logits.argmax(dim=-1).masked_fill_(self.done, self.e.eot)
@@ -327,26 +353,28 @@ class StaticDecoder:
         with torch.cuda.graph(self.graph):
             self._step()
 
-    def run(self, cross: list[tuple[Tensor, Tensor]], mask: Tensor, row_budget: Tensor) -> Tensor:
-        """Decode; `cross`/`mask`/`row_budget` have this decoder's batch size. Returns out (B, budget)."""
-        if self.e.device.type == "cuda" and self.graph is None:
+    def run(self, cross: list[tuple[Tensor, Tensor]], mask: Tensor, row_budget: Tensor,
+            prefixes: list[list[int]]) -> list[list[int]]:
+        """Decode; `cross`/`mask`/`row_budget`/`prefixes` have this decoder's batch size. Returns each row's
+        tokens after its prefix, up to end-of-text."""
+        if self.use_graph and self.graph is None:
             self._capture()
         for (dk, dv), (sk, sv) in zip(self.cross, cross, strict=True):
             dk.copy_(sk)
             dv.copy_(sv)
+        prefixes = [p[max(0, len(p) - self.prefix):] for p in prefixes]
+        lengths = [len(p) for p in prefixes]
+        forced = np.zeros((self.batch, max(lengths)), dtype=np.int64)
+        for i, p in enumerate(prefixes):
+            forced[i, : len(p)] = p
+        n_forced = torch.tensor(lengths, device=self.e.device)
         self.mask.copy_(mask)
         self.row_budget.copy_(row_budget)
         self.done.zero_()
         self.out.fill_(self.e.eot)
         self.step_index.zero_()
-        start = self.e.start
-        for i in range(len(start) - 1):
-            self.pos.fill_(i)
-            self.tokens.copy_(start[i].expand(self.batch, 1))
-            self._layers()
-        self.pos.fill_(len(start) - 1)
-        self.tokens.copy_(start[-1].expand(self.batch, 1))
-        self._step(first=True)
+        self.pos.copy_(n_forced - 1)  # _choose moves it on to where the first generated token goes
+        self._choose(self._prefill(torch.from_numpy(forced).to(self.e.device), n_forced), first=True)
         for step in range(1, self.budget):
             if self.graph is not None:
                 self.graph.replay()
@@ -354,7 +382,11 @@ class StaticDecoder:
                 self._step()
             if step % 8 == 7 and bool(self.done.all()):
                 break
-        return self.out
+        result = []
+        for row in self.out.cpu().numpy():
+            ends = np.nonzero(row == self.e.eot)[0]
+            result.append(row[: ends[0] if len(ends) else len(row)].tolist())
+        return result
 
 
 def mel_filters_torch(n_mels: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Drives many `BatchStream`s: batched VAD for all streams, then the most overdue decodes as one batch.
 
 `BatchRunner.tick()` is one scheduler round; a server or the GPU benchmark calls it in a loop. The engine is
-anything with `transcribe(windows: list[np.ndarray]) -> list[list[int]]` (token ids), e.g.
+anything with `transcribe(windows, prompts) -> list[list[int]]` (token ids per window), e.g.
 `rtaudio_models.whisper.batched.BatchedWhisper` on CUDA, so this module itself never imports torch.
 """
 
@@ -25,7 +25,7 @@ STATE_SIZE = STATE_SHAPE[2]
 
 
 class BatchEngine(Protocol):
-    def transcribe(self, windows: list[np.ndarray]) -> list[list[int]]: ...
+    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None) -> list[list[int]]: ...
 
 
 class BatchedVad:
@@ -150,11 +150,18 @@ class BatchRunner:
         requests: list[WindowRequest] = [r for s in streams if (r := s.request()) is not None]
         chosen = self.scheduler.pick(requests)
         worst = max((now_s - r.due_s for r in requests), default=0.0)
+        captions = self.decode_batch(chosen)
+        t2 = self.clock.now_ns()
+        return captions, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9, (t2 - t1) / 1e9)
+
+    def decode_batch(self, chosen: list[WindowRequest]) -> list[tuple[int, Caption]]:
+        """Decode these requests as one batch and hand each stream its words; (stream id, caption) pairs."""
         captions: list[tuple[int, Caption]] = []
         if chosen:
             windows = [self.streams[r.stream_id].window(r) for r in chosen]
-            for req, tokens in zip(chosen, self.engine.transcribe(windows), strict=True):
+            prompts = [r.prompt for r in chosen]
+            tokens_of = self.engine.transcribe(windows, prompts=prompts if any(prompts) else None)
+            for req, tokens in zip(chosen, tokens_of, strict=True):
                 for cap in self.streams[req.stream_id].apply(req, self.decode(tokens).strip()):
                     captions.append((req.stream_id, cap))
-        t2 = self.clock.now_ns()
-        return captions, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9, (t2 - t1) / 1e9)
+        return captions
