@@ -14,11 +14,16 @@ Runs where the inputs packed by `tools/gpu_pack.py` are (default `.gpu/`), e.g. 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
+import multiprocessing
+import os
 import platform
+import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +35,7 @@ except ImportError:  # a bare checkout on a GPU host: models/ is the rtaudio_mod
     sys.modules["rtaudio_models"] = importlib.import_module("models")
 
 from bench.word_match import shown_words
+from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient, caption_from_json
 from rtaudio.stt.batch_runner import BatchedVad, BatchRunner
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, BatchStreamConfig
 from rtaudio.stt.stabilizer import normalize_word
@@ -43,18 +49,14 @@ SR = 16000
 
 def build_engine(pack: Path, model: str, device: str, static_shapes: bool = False,  # type: ignore[no-untyped-def]
                  shapes_s: tuple[float, ...] = (8.0, 15.0)):
-    from rtaudio_models.whisper.batched import BatchedWhisper, load_compact
+    from rtaudio_models.whisper.batched import BatchedWhisper, load_compact, text_decoder
 
     folder = pack / model
     info = json.loads((folder / "whisper.json").read_text())
     tok = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
     engine = BatchedWhisper.for_whisper(load_compact(folder, device), info, tok, device, static_shapes=static_shapes,
                                         static_windows_s=shapes_s)
-    return engine, tok
-
-
-def text_of(tok: WhisperTokenizer):  # type: ignore[no-untyped-def]
-    return lambda tokens: tok.decode([t for t in tokens if t < tok.eot])
+    return engine, text_decoder(tok)
 
 
 @dataclass
@@ -81,9 +83,9 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
     return np.concatenate(parts), files
 
 
-def run(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
+def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False) -> dict:
-    runner = BatchRunner(engine, text_of(tok), BatchedVad(vad_path, threads=12, chunk=48), BatchScheduler(max_batch))
+    runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48), BatchScheduler(max_batch))
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -119,11 +121,78 @@ def run(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[
     return {"sessions": sessions, "ticks": ticks, "t0": t0, "duration_s": duration_s}
 
 
-def final_texts(engine, tok, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
+def _serve(pack: Path, model: str, port: int, max_sessions: int) -> subprocess.Popen:
+    """`rtaudio serve` with the batched backend on the pack's model, in its own process; returns once healthy."""
+    cmd = [sys.executable, "-m", "rtaudio.cli", "serve", "--port", str(port), "--stt-backend", "batched",
+           "--batched-pack", str(pack), "--model", model, "--max-sessions", str(max_sessions), "--decode-workers", "8"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.returncode})")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError("the server did not become healthy in 300 s")
+
+
+def _clients(job: tuple) -> list[dict]:  # type: ignore[type-arg]
+    """One client process: its share of the sessions, each streaming at real-time pace over a websocket."""
+    url, pack, sids, n_names, duration_s, t0, config = job
+    speech = dict(np.load(pack / "speech.npz"))
+    names = sorted(speech)[:n_names]
+
+    async def one(sid: int) -> dict:
+        audio, files = make_audio(names, speech, sid * 7, duration_s + 2)
+        await asyncio.sleep(max(0.0, t0 + (sid % 25) * 0.04 - time.monotonic()))
+        captions: list[tuple[float, dict]] = []
+        async with await StreamClient.connect(url, config) as client:
+            async def collect() -> None:
+                async for ev in client:
+                    if isinstance(ev, CaptionEvent):
+                        captions.append((time.monotonic(), ev.data))
+                    elif isinstance(ev, ServerEvent) and ev.type in ("audio.ended", "error"):
+                        return
+
+            collector = asyncio.create_task(collect())
+            start = time.monotonic()
+            await client.stream_audio(audio[: int(duration_s * SR)], chunk_ms=40, realtime=True)
+            await client.end_audio()
+            await asyncio.wait_for(collector, 60)
+        return {"sid": sid, "start": start, "files": files, "captions": captions}
+
+    async def all_of_them() -> list[dict]:
+        return list(await asyncio.gather(*(one(sid) for sid in sids)))
+
+    return asyncio.run(all_of_them())
+
+
+def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: float, config: BatchStreamConfig,
+               port: int, procs: int) -> dict:
+    """N websocket clients on loopback against `rtaudio serve --stt-backend batched`, from `procs` processes."""
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    session = {"audio": {"sample_rate_hz": SR},
+               "partial_interval_ms": int(config.partial_interval_ms),
+               "vad": {"min_silence_ms": config.vad.min_silence_ms}}
+    t0 = time.monotonic() + 3.0
+    jobs = [(url, pack, list(range(i, n, procs)), len(names), duration_s, t0, session) for i in range(procs)]
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+        results = [r for part in pool.map(_clients, jobs) for r in part]
+    sessions = [Session(None, r["start"], np.zeros(0, np.float32), r["files"],  # type: ignore[arg-type]
+                        captions=[(t, caption_from_json(d)) for t, d in r["captions"]]) for r in results]
+    return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s}
+
+
+def final_texts(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
                 config: BatchStreamConfig, max_batch: int) -> dict[str, str]:
     """Each recording's final captions, as fast as the engine goes (no clock, no partials): the finals of a
     real-time run are the same, since a final decodes its whole segment on its own. Runs on a CPU too."""
-    runner = BatchRunner(engine, text_of(tok), BatchedVad(vad_path), BatchScheduler(max_batch))
+    runner = BatchRunner(engine, decode, BatchedVad(vad_path), BatchScheduler(max_batch))
     finals: dict[int, list[str]] = {}
     for i, name in enumerate(names):
         stream = BatchStream(i, config)
@@ -233,6 +302,10 @@ def main() -> int:
     ap.add_argument("--pause-pass-ms", type=float, default=BatchStreamConfig.pause_pass_ms,
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
+    ap.add_argument("--server", action="store_true",
+                    help="through `rtaudio serve --stt-backend batched` on loopback: N websocket clients")
+    ap.add_argument("--client-procs", type=int, default=8, help="processes the --server clients run in")
+    ap.add_argument("--port", type=int, default=8799)
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
     ap.add_argument("--wer-only", action="store_true", help="only the WER run (no --streams runs)")
     ap.add_argument("--wer-finals", action="store_true",
@@ -245,8 +318,9 @@ def main() -> int:
 
     import torch
 
-    engine, tok = build_engine(args.pack, args.model, args.device, static_shapes=args.graphs,
-                               shapes_s=tuple(args.shapes_s))
+    # through the server, the server process holds the engine
+    engine, decode = (None, None) if args.server else build_engine(args.pack, args.model, args.device,
+                                                                   static_shapes=args.graphs, shapes_s=tuple(args.shapes_s))
     speech = dict(np.load(args.pack / "speech.npz"))
     refs = json.loads((args.pack / "refs.json").read_text())
     names = sorted(speech)[: args.limit_files or None]
@@ -254,17 +328,22 @@ def main() -> int:
                                prompt_chars=args.prompt_chars,
                                vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
     vad = args.pack / "silero_vad.onnx"
-    engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8)  # warm-up: kernels, allocator
+    if engine is not None:
+        engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8)  # warm-up: kernels, allocator
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
     rows = []
     print(f"{args.model} on {gpu}; partial every {args.partial_interval_ms:.0f} ms; {args.duration_s:.0f} s per run; "
           f"CUDA graphs {'on' if args.graphs else 'off'}")
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
+    server = _serve(args.pack, args.model, args.port, max(args.streams) + 8) if args.server else None
     for n in [] if args.wer_only or args.wer_finals else args.streams:
-        res = run(engine, tok, vad, speech, names, n, args.duration_s, config, args.max_batch)
+        if server is not None:
+            res = run_server(args.pack, args.model, names, n, args.duration_s, config, args.port, args.client_procs)
+        else:
+            res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch)
         lat = latencies(res, refs)
-        ticks = np.array(res["ticks"])
+        ticks = np.array(res["ticks"] or [[0.0] * 6])
         busy = ticks[ticks[:, 1] > 0]
         tail = ticks[len(ticks) * 3 // 4:]
         row = {"streams": n, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
@@ -281,16 +360,19 @@ def main() -> int:
               f"{row['first_in_final']} words first in a final; p99 of words first in partials "
               f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
               f"{row['partial_p99_without_an4_s']:.2f} s)", flush=True)
-    report = {"model": args.model, "device": gpu, "partial_interval_ms": args.partial_interval_ms,
+    if server is not None:
+        server.terminate()
+        server.wait(30)
+    report = {"model": args.model, "device": gpu, "through_server": args.server, "partial_interval_ms": args.partial_interval_ms,
               "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}
     if args.wer or args.wer_only or args.wer_finals:
         if args.wer_finals:
-            texts = final_texts(engine, tok, vad, speech, names, config, args.max_batch)
+            texts = final_texts(engine, decode, vad, speech, names, config, args.max_batch)
             lat: dict = {}
         else:
             longest = max(len(speech[n_]) for n_ in names) / SR
-            res = run(engine, tok, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
+            res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
                       one_file_each=True)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)

@@ -106,3 +106,9 @@ class CapacityError(RtAudioError):
 
 class BudgetError(RtAudioError):
     code = "over_budget"
+
+
+class BackendError(RtAudioError):
+    """A shared compute backend (the batched GPU recognizer) failed or did not answer in time."""
+
+    code = "internal_error"

@@ -1,10 +1,16 @@
-"""The GPU backend's batched Whisper, run on the CPU: length buckets must not change what it decodes."""
+"""The GPU backend's batched Whisper and its service, run on the CPU: what it decodes, and live sessions on it."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import jiwer
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -12,10 +18,16 @@ from rtaudio_models.whisper.batched import BatchedWhisper
 from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
 from rtaudio_models.whisper.model import whisper_from_ct2
 
-from rtaudio.errors import ModelNotFetchedError
+from rtaudio.errors import ConfigError, ModelNotFetchedError, SampleRateError
 from rtaudio.modelstore import model_dir
+from rtaudio.server.background import BackgroundServer
+from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient
+from rtaudio.server.config import ServerConfig
+from rtaudio.server.engine import resolve_backend
+from rtaudio.stt.batch_service import BatchService, BatchSession, load_service
 from rtaudio.stt.textnorm import normalize_english
 from rtaudio.stt.tokenizer import WhisperTokenizer
+from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +73,106 @@ def test_rows_with_and_without_prompts_decode_as_each_alone(
     text = [normalize_english(tok.decode([t for t in row if t < tok.eot])) for row in together]
     assert "fellow americans" in text[0]
     assert "fellow" not in text[1] and "what your country can do" in text[1]
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[BatchService]:
+    try:
+        model_dir("whisper-tiny.en")
+    except ModelNotFetchedError as e:
+        pytest.skip(f"{e}")
+    svc = load_service("whisper-tiny.en", device="cpu")
+    yield svc
+    svc.stop()
+
+
+def _feed(session: BatchSession, audio: np.ndarray, chunk: int = 1600) -> None:
+    for i in range(0, len(audio), chunk):
+        session.accept_waveform(audio[i: i + chunk])
+
+
+def test_batch_service_captions_sessions_fed_from_other_threads(service: BatchService, speech_dir: Path,
+                                                                speech_manifest: dict[str, str]) -> None:
+    """Two live sessions fed from two threads while the service decodes: each gets the finals of its own
+    speech (nothing of the other's), VAD events, and the last segment when its input ends."""
+    names = ("jfk_inaugural_ask_not.flac", "librispeech_1988-24833-0000.flac")
+    audio = [sf.read(speech_dir / n, dtype="float32")[0] for n in names]
+    sessions = [service.open() for _ in names]
+    threads = [threading.Thread(target=_feed, args=(s, a)) for s, a in zip(sessions, audio, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    finals: list[str] = []
+    for s in sessions:
+        s.input_finished()
+        captions = s.decode() + s.finalize()
+        while s.is_ready():  # as the server drains a session
+            captions += s.decode()
+        finals.append(" ".join(c.text for c in captions if c.is_final))
+        events = s.events()
+        assert isinstance(events[0], SpeechStarted) and isinstance(events[-1], SpeechEnded)
+    errors = [jiwer.wer(normalize_english(speech_manifest[n]), normalize_english(f)) for n, f in zip(names, finals, strict=True)]
+    assert errors[0] < 0.25 and errors[1] < 0.2, (finals, errors)
+    assert "country" not in normalize_english(finals[1])
+    assert service.streams >= 2
+    del sessions, s
+    gc.collect()
+    assert service.streams == 0  # dropped sessions leave the runner
+
+
+def test_batch_session_reset_drops_the_open_segment(service: BatchService, speech_dir: Path) -> None:
+    audio = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0]
+    session = service.open()
+    _feed(session, audio[: 32000])  # "And so, my fellow" and no pause yet
+    session.reset()
+    session.input_finished()
+    assert [c for c in session.decode() + session.finalize() if c.is_final] == []
+    with pytest.raises(SampleRateError):
+        session.accept_waveform(audio[:800], 8000)
+
+
+def test_server_with_the_batched_backend_captions_a_live_client(speech_dir: Path,
+                                                                speech_manifest: dict[str, str]) -> None:
+    """`rtaudio serve --stt-backend batched` on loopback: a client streaming two utterances in real time gets
+    partials, then finals close to the transcript, and the VAD events of the protocol."""
+    names = ("ljspeech_LJ001-0020.flac", "librispeech_3752-4944-0002.flac")
+    pause = np.zeros(12800, np.float32)
+    audio = np.concatenate([x for n in names for x in (sf.read(speech_dir / n, dtype="float32")[0], pause)])
+
+    async def stream(srv: BackgroundServer) -> tuple[list[CaptionEvent], list[str]]:
+        events: list[CaptionEvent] = []
+        kinds: list[str] = []
+        async with await StreamClient.connect(srv.ws_url + "/v1/stream", {"audio": {"sample_rate_hz": 16000}}) as c:
+            async def collect() -> None:
+                while True:
+                    ev = await c.recv(timeout_s=60)
+                    if isinstance(ev, CaptionEvent):
+                        events.append(ev)
+                    elif isinstance(ev, ServerEvent):
+                        kinds.append(ev.type)
+                        if ev.type == "audio.ended":
+                            return
+
+            collector = asyncio.create_task(collect())
+            await c.stream_audio(audio, chunk_ms=40, realtime=True)
+            await c.end_audio()
+            await collector
+        return events, kinds
+
+    with BackgroundServer(ServerConfig(port=0, stt_backend="batched", decode_workers=2, preload_voice=False)) as srv:
+        assert srv.server is not None and srv.server.hub.batched
+        events, kinds = asyncio.run(stream(srv))
+    finals = " ".join(e.caption.text for e in events if e.caption.is_final)
+    reference = " ".join(speech_manifest[n] for n in names)
+    assert jiwer.wer(normalize_english(reference), normalize_english(finals)) < 0.15, finals
+    assert any(not e.caption.is_final for e in events)
+    assert kinds.count("vad.speech_started") >= 2 and kinds.count("vad.speech_stopped") >= 2, kinds
+
+
+def test_the_backend_is_chosen_by_the_gpu_and_can_be_named() -> None:
+    assert resolve_backend("onnx") == "onnx" and resolve_backend("batched") == "batched"
+    if not Path("/proc/driver/nvidia/version").exists():
+        assert resolve_backend("auto") == "onnx"  # no GPU driver: torch is not even imported for it
+    with pytest.raises(ConfigError):
+        ServerConfig(stt_backend="cuda")

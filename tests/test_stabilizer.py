@@ -101,6 +101,22 @@ def test_finish_with_shorter_hypothesis_loses_nothing_committed() -> None:
     assert texts(la.finish(W("alpha beta"))) == "alpha beta gamma delta"
 
 
+def test_finish_keeps_the_rest_of_a_spelled_run_that_goes_past_the_committed_words() -> None:
+    """Committed "about W L F X Y"; the final pass spells it as one run "W-L-F-X-Y-7-0-6-9.": its digits
+    after the committed "Y" are new words, not dropped with the part that matches the committed text."""
+    la = LocalAgreement(2)
+    for _ in range(2):
+        la.insert(W("about W L F X Y", 0.2, 0.7))
+    assert texts(la.committed) == "about W L F X Y"
+    letters = [Word(t, 0.9 + 0.7 * i, 1.6 + 0.7 * i) for i, t in enumerate([" W", "-L", "-F", "-X", "-Y"])]
+    digits = [Word(t, 4.4 + 0.4 * i, 4.8 + 0.4 * i) for i, t in enumerate(["-7", "-0", "-6", "-9."])]
+    final = la.finish([Word(" Rub", 0.2, 0.6), Word(" out", 0.6, 0.9), *letters, *digits])
+    assert texts(final) == "about W L F X Y-7-0-6-9."
+    la.insert(W("alpha beta", 0.0))
+    la.insert(W("alpha beta", 0.0))
+    assert texts(la.finish([Word(" alpha", 0.0, 0.3), Word(" beta", 0.3, 0.6)])) == "alpha beta"  # a plain word: no change
+
+
 def test_repetition_start() -> None:
     assert repetition_start(W("no no")) is None
     assert repetition_start(W("we said no no no")) == 4

@@ -389,6 +389,30 @@ class StaticDecoder:
         return result
 
 
+def text_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
+    """Token ids of a row -> its text (timestamp and special tokens dropped)."""
+    return lambda tokens: str(tokenizer.decode([t for t in tokens if t < tokenizer.eot]))
+
+
+def load_engine(folder: Path, device: str) -> tuple[BatchedWhisper, Callable[[list[int]], str]]:
+    """The batched engine for a model folder and its text decoder; fixed shapes and CUDA graphs on a GPU.
+    The folder is the model's in rtaudio's store (CTranslate2 weights) or one packed by `save_compact`
+    (fp16 parts, sha256-checked here); either has whisper.json and tokenizer.json."""
+    from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
+    from rtaudio_models.whisper.model import whisper_from_ct2
+
+    from rtaudio.stt.tokenizer import WhisperTokenizer
+
+    info = json.loads((folder / "whisper.json").read_text())
+    tok = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
+    if (folder / "compact.json").exists():
+        model = load_compact(folder, device)
+    else:
+        model = whisper_from_ct2(read_ct2_model(model_bin_parts(folder / "raw")))
+    cuda = device.startswith("cuda")
+    return BatchedWhisper.for_whisper(model, info, tok, device, static_shapes=cuda), text_decoder(tok)
+
+
 def mel_filters_torch(n_mels: int) -> np.ndarray:
     """The same filterbank the CPU front end uses, so GPU and CPU features agree."""
     from rtaudio.dsp.mel import mel_filters

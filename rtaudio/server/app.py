@@ -164,6 +164,7 @@ class Server:
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=grace + 3.0)
         self.pools.shutdown()
+        self.hub.close()
 
     # -- connections ------------------------------------------------------------------------------------
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -28,6 +28,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"TTS voice to serve (repeatable; default {d.voices[0]})")
     parser.add_argument("--decode-workers", type=int, default=d.decode_workers,
                         help=f"recognizer worker threads (default {d.decode_workers})")
+    parser.add_argument("--stt-backend", choices=["auto", "onnx", "batched"], default=d.stt_backend,
+                        help="caption sessions: per-session ONNX passes on CPU threads, or one batch for all on "
+                             "the PyTorch backend (a GPU); auto picks batched where PyTorch sees CUDA "
+                             f"(default {d.stt_backend})")
+    parser.add_argument("--batched-pack", metavar="DIR", default=None,
+                        help="models for the batched backend from a folder packed by tools/gpu_pack.py "
+                             "(a GPU host without network)")
     parser.add_argument("--max-sessions", type=int, default=lim.max_sessions,
                         help=f"concurrent websocket sessions (default {lim.max_sessions})")
     parser.add_argument("--idle-timeout", type=float, default=lim.idle_timeout_s, metavar="S",
@@ -52,7 +59,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     d = ServerConfig()
     limits = ServerLimits(max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout)
     return ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_certfile=args.tls_cert,
-                        tls_keyfile=args.tls_key, decode_workers=args.decode_workers,
+                        tls_keyfile=args.tls_key, decode_workers=args.decode_workers, stt_backend=args.stt_backend,
+                        # a GPU host fed a pack has no network: voices load on first use, not at start
+                        batched_pack=args.batched_pack, preload_voice=not args.batched_pack,
                         models=tuple(args.models or d.models), voices=tuple(args.voices or d.voices), limits=limits,
                         allowed_origins=tuple(args.origins or ()),
                         assistant=AssistantServiceConfig(args.responder, args.llm_base_url, args.llm_model,

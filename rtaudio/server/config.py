@@ -258,6 +258,13 @@ class ServerConfig:
     tts_workers: int = 1
     models: tuple[str, ...] = ("whisper-tiny.en",)
     """Recognizer models served; the first is the default and is loaded at start."""
+    stt_backend: str = "auto"
+    """How caption sessions are decoded: "onnx" (each session's passes on CPU worker threads), "batched"
+    (all sessions' windows as one batch on the PyTorch backend, fp16 + CUDA graphs on a GPU; English), or
+    "auto" (batched where PyTorch sees a CUDA GPU, else onnx)."""
+    batched_pack: str | None = None
+    """A folder written by `tools/gpu_pack.py` (fp16 parts, sha256-checked on load): the batched backend
+    takes its models from there instead of the model store (a GPU host without network)."""
     voices: tuple[str, ...] = ("piper-joe",)
     preload_voice: bool = True
     demo_audio: str | None = None
@@ -285,3 +292,5 @@ class ServerConfig:
             raise ConfigError("auth token must be at least 8 characters")
         if self.shutdown_grace_s < 0:
             raise ConfigError("shutdown_grace_s must be >= 0")
+        if self.stt_backend not in ("auto", "onnx", "batched"):
+            raise ConfigError(f"stt_backend must be auto, onnx or batched, got {self.stt_backend!r}")

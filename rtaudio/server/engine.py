@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -75,6 +76,9 @@ class ModelHub:
         self._voices: dict[str, Any] = {}
         self._vad_model: Any = None
         self._warm: set[str] = set()
+        self._batch_services: dict[str, Any] = {}
+        self.batched = resolve_backend(config.stt_backend) == "batched"
+        """Caption sessions run on one shared batched (GPU) recognizer per model, not per-session ONNX passes."""
 
     @property
     def default_model(self) -> str:
@@ -121,12 +125,29 @@ class ModelHub:
 
         Loads the model on first use, so call it from a worker thread.
         """
-        from rtaudio.server.stream_adapter import open_caption_stream
+        from rtaudio.server.stream_adapter import open_batched_stream, open_caption_stream
 
+        if self.batched:
+            return open_batched_stream(self.batch_service(session.model), session, offset_samples, first_segment_id)
         fallback = self.config.budget.fallback_model
         fallback_recognizer = self.recognizer(fallback) if fallback and fallback != session.model else None
         return open_caption_stream(self.recognizer(session.model), self.vad_model(), session, self.clock,
                                    offset_samples, first_segment_id, self.config.budget, fallback_recognizer)
+
+    def batch_service(self, name: str) -> Any:
+        """The shared `BatchService` of model `name` (loads it on first use; call from a worker)."""
+        with self._lock:
+            if name not in self._batch_services:
+                from rtaudio.stt.batch_service import load_service
+
+                pack = Path(self.config.batched_pack) if self.config.batched_pack else None
+                self._batch_services[name] = load_service(name, clock=self.clock, pack=pack)
+            return self._batch_services[name]
+
+    def close(self) -> None:
+        """Stop the batched recognizers' threads."""
+        for service in self._batch_services.values():
+            service.stop()
 
     def vad_model(self) -> Any:
         with self._lock:
@@ -140,15 +161,33 @@ class ModelHub:
         """Fetch what is missing (first run), then load and warm the default model and voice."""
         from rtaudio.modelstore import ensure_model
 
-        for name in (self.default_model, "silero-vad", *self.config.voices[:1]):
+        names = [] if self.batched and self.config.batched_pack else [self.default_model, "silero-vad"]
+        if self.config.preload_voice:
+            names.append(self.config.voices[0])
+        for name in names:  # the batched backend's models may come from a pack instead
             ensure_model(name)
-        self.recognizer(self.default_model)
+        if self.batched:
+            self.batch_service(self.default_model)
+        else:
+            self.recognizer(self.default_model)
         if self.config.budget.fallback_model:  # the ladder's last rung must not load it mid-session
             ensure_model(self.config.budget.fallback_model)
             self.recognizer(self.config.budget.fallback_model)
         self.vad_model()
         if self.config.preload_voice:
             self.voice(self.config.voices[0])
+
+
+def resolve_backend(backend: str) -> str:
+    """"onnx" or "batched" for a configured backend; "auto" is "batched" where PyTorch sees a CUDA GPU
+    (the driver is checked first, so a machine without one never imports torch)."""
+    if backend != "auto":
+        return backend
+    if not os.path.exists("/proc/driver/nvidia/version"):
+        return "onnx"
+    from rtaudio.stt.batch_service import cuda_available
+
+    return "batched" if cuda_available() else "onnx"
 
 
 class WorkerPools:

@@ -1,4 +1,5 @@
-"""Adapts `rtaudio.stt.streaming.StreamingRecognizer` to the server's `CaptionStream`.
+"""Adapts `rtaudio.stt.streaming.StreamingRecognizer` (or a `BatchSession` of the batched backend, which
+has the same calls) to the server's `CaptionStream`.
 
 What it adds: the session's settings mapped onto `StreamingConfig`, VAD events merged into the
 decode output (as server `VadEvent`s, before the captions of the same decode), and a stream time
@@ -14,10 +15,13 @@ from typing import Any
 import numpy as np
 
 from rtaudio.clock import Clock
+from rtaudio.errors import ConfigError
 from rtaudio.frames import Caption, Word
 from rtaudio.server.config import SessionConfig
 from rtaudio.server.engine import STREAM_RATE_HZ
 from rtaudio.server.events import VadEvent
+from rtaudio.stt.batch_service import BatchService, BatchSession
+from rtaudio.stt.batch_stream import BatchStreamConfig
 from rtaudio.stt.decoding import DecodeOptions
 from rtaudio.stt.latency_budget import BudgetEvent, LatencyBudgetConfig
 from rtaudio.stt.streaming import STREAMING_DECODE, StreamingConfig, StreamingRecognizer
@@ -48,9 +52,11 @@ def _shift_caption(c: Caption, offset: int) -> Caption:
 
 
 class StreamAdapter:
-    """`CaptionStream` over a StreamingRecognizer; times in samples at 16 kHz from the session start."""
+    """`CaptionStream` over a StreamingRecognizer or BatchSession; times in samples at 16 kHz from the
+    session start."""
 
-    def __init__(self, stream: StreamingRecognizer, offset_samples: int = 0, first_segment_id: int = 0) -> None:
+    def __init__(self, stream: StreamingRecognizer | BatchSession, offset_samples: int = 0,
+                 first_segment_id: int = 0) -> None:
         self.stream = stream
         self._offset = offset_samples  # stream time of the recognizer's sample 0
         self._accepted = 0  # samples given to the recognizer since its last reset
@@ -126,3 +132,14 @@ def open_caption_stream(recognizer: Any, vad_model: Any, session: SessionConfig,
     stream = StreamingRecognizer(recognizer, streaming_config(session, budget), clock, vad_model=vad_model,
                                  decode_options=decode_options(session), fallback_recognizer=fallback_recognizer)
     return StreamAdapter(stream, offset_samples, first_segment_id)
+
+
+def open_batched_stream(service: BatchService, session: SessionConfig, offset_samples: int = 0,
+                        first_segment_id: int = 0) -> StreamAdapter:
+    """A session on the batched backend: its VAD settings and partial cadence; English only (the batched
+    decoder's start sequence)."""
+    if session.language not in (None, "en"):
+        raise ConfigError(f"language {session.language!r}: the batched (GPU) backend transcribes English only")
+    vad = streaming_config(session).vad
+    config = BatchStreamConfig(partial_interval_ms=max(50, session.partial_interval_ms), vad=vad)
+    return StreamAdapter(service.open(config), offset_samples, first_segment_id)

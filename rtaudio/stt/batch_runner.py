@@ -143,6 +143,14 @@ class BatchRunner:
 
     def tick(self, now_s: float) -> tuple[list[tuple[int, Caption]], TickReport]:
         """Score new audio, decode the chosen batch; returns (stream id, caption) pairs and a report."""
+        chosen, report = self.plan(now_s)
+        t1 = self.clock.now_ns()
+        captions = self.decode_batch(chosen)
+        report.decode_s = (self.clock.now_ns() - t1) / 1e9
+        return captions, report
+
+    def plan(self, now_s: float) -> tuple[list[WindowRequest], TickReport]:
+        """Score new audio with the VAD and choose the next batch (the part that reads and changes streams)."""
         streams = list(self.streams.values())
         t0 = self.clock.now_ns()
         self.vad.score(streams)
@@ -150,18 +158,25 @@ class BatchRunner:
         requests: list[WindowRequest] = [r for s in streams if (r := s.request()) is not None]
         chosen = self.scheduler.pick(requests)
         worst = max((now_s - r.due_s for r in requests), default=0.0)
-        captions = self.decode_batch(chosen)
-        t2 = self.clock.now_ns()
-        return captions, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9, (t2 - t1) / 1e9)
+        return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9)
+
+    def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None]:
+        """The chosen requests' audio (copies: streams may take more audio meanwhile) and prompts."""
+        prompts = [r.prompt for r in chosen]
+        return [self.streams[r.stream_id].window(r).copy() for r in chosen], prompts if any(prompts) else None
+
+    def apply(self, chosen: list[WindowRequest], tokens: list[list[int]]) -> list[tuple[int, Caption]]:
+        """Hand each stream the words decoded for it; (stream id, caption) pairs."""
+        captions: list[tuple[int, Caption]] = []
+        for req, row in zip(chosen, tokens, strict=True):
+            stream = self.streams.get(req.stream_id)
+            if stream is not None:  # None: it left while its window was decoded
+                captions += [(req.stream_id, cap) for cap in stream.apply(req, self.decode(row).strip())]
+        return captions
 
     def decode_batch(self, chosen: list[WindowRequest]) -> list[tuple[int, Caption]]:
         """Decode these requests as one batch and hand each stream its words; (stream id, caption) pairs."""
-        captions: list[tuple[int, Caption]] = []
-        if chosen:
-            windows = [self.streams[r.stream_id].window(r) for r in chosen]
-            prompts = [r.prompt for r in chosen]
-            tokens_of = self.engine.transcribe(windows, prompts=prompts if any(prompts) else None)
-            for req, tokens in zip(chosen, tokens_of, strict=True):
-                for cap in self.streams[req.stream_id].apply(req, self.decode(tokens).strip()):
-                    captions.append((req.stream_id, cap))
-        return captions
+        if not chosen:
+            return []
+        windows, prompts = self.inputs(chosen)
+        return self.apply(chosen, self.engine.transcribe(windows, prompts=prompts))

@@ -84,6 +84,11 @@ class BatchStream:
         self._seg_start: int | None = None
         self._last_decoded_end = 0
         self._pending_finals: list[tuple[int, int]] = []
+        self._close_due = False  # close the open segment once the VAD has scored all audio written
+        self._dropped_until = 0  # audio before this sample was cleared: no segment covers it
+        self._min_final = int(self.config.vad.min_speech_ms * SAMPLE_RATE_HZ / 1000)
+        self.events: list[SpeechStarted | SpeechEnded] = []
+        """VAD events in stream order (a caller that reports them drains the list)."""
         self._partial_samples = int(self.config.partial_interval_ms * SAMPLE_RATE_HZ / 1000)
         pause = self.config.pause_pass_ms
         self._pause_samples = None if pause is None else int(pause * SAMPLE_RATE_HZ / 1000)
@@ -133,13 +138,7 @@ class BatchStream:
             n = min(len(probs) - done, self._frames_before_split())
             first = self.vad.position_sample // FRAME_SAMPLES
             self._probs[np.arange(first, first + n) % len(self._probs)] = probs[done: done + n]
-            for event in self.vad.push(probs[done: done + n]):
-                if isinstance(event, SpeechStarted):
-                    self._seg_start = event.start_sample
-                    self._last_decoded_end = event.start_sample
-                elif isinstance(event, SpeechEnded) and self._seg_start is not None:
-                    self._pending_finals.append((self._seg_start, event.end_sample))
-                    self._seg_start = None
+            self._on_vad_events(self.vad.push(probs[done: done + n]))
             done += n
             if self._seg_start is not None and self.vad.position_sample - self._seg_start >= self._max_segment:
                 end = self._split_point()
@@ -160,6 +159,44 @@ class BatchStream:
         p = self._probs[frames % len(self._probs)]
         k = len(p) - 1 - int(np.argmin(p[::-1]))
         return int(frames[k]) * FRAME_SAMPLES + FRAME_SAMPLES // 2
+
+    def _on_vad_events(self, events: list[SpeechStarted | SpeechEnded]) -> None:
+        for event in events:
+            self.events.append(event)
+            if isinstance(event, SpeechStarted):
+                self._seg_start = max(event.start_sample, self._dropped_until)
+                self._last_decoded_end = self._seg_start
+            elif self._seg_start is not None:
+                if event.end_sample - self._seg_start >= self._min_final:  # not a remnant after a clear
+                    self._pending_finals.append((self._seg_start, event.end_sample))
+                self._seg_start = None
+        if self._close_due and self.vad_frames_due() == 0:
+            self._close_due = False
+            self._on_vad_events(self.vad.flush())
+
+    def close_segment(self, end_of_input: bool = False) -> None:
+        """End the segment in progress as a final once the VAD has scored the audio written so far (a
+        client's flush); with `end_of_input` the last partial VAD frame is padded with silence first."""
+        if end_of_input and self.written % FRAME_SAMPLES:
+            self.accept(np.zeros(FRAME_SAMPLES - self.written % FRAME_SAMPLES, np.float32))
+        self._close_due = True
+        self._on_vad_events([])
+
+    def drop_segment(self) -> None:
+        """Forget the audio written so far, its open segment and the finals not yet decoded, without captions
+        (a client's clear): speech that goes on is a segment from here."""
+        self._dropped_until = self.written
+        if self._seg_start is not None:
+            self._seg_start = self._last_decoded_end = self.written
+        self._close_due = False
+        self._pending_finals.clear()
+        self.agreement.reset()
+        self._trim()
+
+    @property
+    def idle(self) -> bool:
+        """No final waits to be decoded or closed."""
+        return not self._pending_finals and not self._close_due
 
     def _frames_before_split(self) -> int:
         """Frames to push in one go: the max_segment_s split is checked after every frame, so push only up to

@@ -235,6 +235,12 @@ class LocalAgreement:
                 if split is not None:
                     k, grown = split
             tail = list(hypothesis[ends[k - 1]:]) if k else list(hypothesis)
+            if k and not grown and heard[k - 1].end_s > shown[-1].end_s + self.overlap_window_s / 2:
+                # the split fell inside a spelled run that goes on past the committed words ("Y" of
+                # "W-L-F-X-Y-7-0-6-9"): its later pieces are new, not the committed word again
+                first = ends[k - 2] if k > 1 else 0
+                late = [w for w in hypothesis[first + 1: ends[k - 1]] if w.start_s + w.end_s > 2 * shown[-1].end_s]
+                tail = late + tail
             return [grown, *tail] if grown else tail
         tail = list(hypothesis)
         if self._anchor and tail:

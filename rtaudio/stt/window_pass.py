@@ -84,9 +84,10 @@ def fuzzy_repeat_start(words: Sequence[Word], min_words: int = 4, min_ratio: flo
 
 
 def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, end: int, prompt: str,
-             options: DecodeOptions, spec: WindowPass, clock_ns: Any) -> Hypothesis:
+             options: DecodeOptions, spec: WindowPass, clock_ns: Any, new_from: int | None = None) -> Hypothesis:
     """Decode window [start, end) of the stream; `audio` holds stream samples from `audio_start` (which is
-    <= start: the context) to `end`. `clock_ns()` times the pass."""
+    <= start: the context) to `end`. Words of the context are dropped, except those starting at or after
+    sample `new_from` (after the last final word: speech the VAD left out). `clock_ns()` times the pass."""
     content_s = len(audio) / SAMPLE_RATE_HZ
     pad = int(spec.min_encode_s * SAMPLE_RATE_HZ) - len(audio)
     if pad > 0:
@@ -101,12 +102,13 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
     if loop is None:
         loop = fuzzy_repeat_start(raw)
     offset_s, start_s = audio_start / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ
+    new_s = math.inf if new_from is None else new_from / SAMPLE_RATE_HZ
     words = tuple(
         Word(w.text, offset_s + w.start_s, offset_s + min(max(w.end_s, w.start_s), content_s), w.probability)
         for w in raw[:loop]
         if w.start_s < content_s - 0.1  # a word placed in the silence padding was never said
         # a word of the context is already final. Its end decides: the alignment stretches a word
         # that follows a pause back over the pause, so starts are unreliable there; ends are not
-        and offset_s + w.end_s > start_s + 0.05
+        and (offset_s + w.end_s > start_s + 0.05 or offset_s + w.start_s >= new_s)
     )
     return Hypothesis(words, end, compute_s, dict(getattr(result, "stage_s", None) or {}))

@@ -1,0 +1,211 @@
+"""Live streams of many callers on one batching engine (the server's GPU backend).
+
+`BatchService` runs `BatchRunner` rounds on its own thread: VAD over every stream's new audio, then the most
+overdue windows of all streams as one batch. Each caller holds a `BatchSession`, which looks to the server
+like a `StreamingRecognizer` (audio in from the caller's thread, captions and VAD events out), so the
+server's `StreamAdapter` wraps either. One lock guards the streams; the engine's batch runs outside it, so
+a caller adding audio never waits for the GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rtaudio.clock import Clock, SystemClock
+from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
+from rtaudio.frames import Caption
+from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner
+from rtaudio.stt.batch_stream import SAMPLE_RATE_HZ, BatchScheduler, BatchStream, BatchStreamConfig
+from rtaudio.stt.vad import SpeechEnded, SpeechStarted
+
+log = logging.getLogger("rtaudio.stt.batch")
+
+
+class BatchService:
+    """Owns the runner and its thread; `open()` a session per live stream, `close()` when done."""
+
+    def __init__(self, engine: BatchEngine, decode: Callable[[list[int]], str], vad: BatchedVad,
+                 config: BatchStreamConfig | None = None, scheduler: BatchScheduler | None = None,
+                 clock: Clock | None = None, idle_sleep_s: float = 0.005) -> None:
+        self.clock = clock or SystemClock()
+        self.config = config or BatchStreamConfig()
+        self.runner = BatchRunner(engine, decode, vad, scheduler or BatchScheduler(), self.clock)
+        self.idle_sleep_s = idle_sleep_s
+        self.error: BaseException | None = None
+        """Set if a round failed: the service stops and every session's next call raises."""
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._next_id = 0
+        self._outputs: dict[int, list[Caption]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rtaudio-batch", daemon=True)
+        self._thread.start()
+
+    def now_s(self) -> float:
+        return self.clock.now_ns() / 1e9
+
+    def open(self, config: BatchStreamConfig | None = None) -> BatchSession:
+        with self._lock:
+            self._check()
+            stream = BatchStream(self._next_id, config or self.config, origin_s=self.now_s())
+            self._next_id += 1
+            self.runner.add(stream)
+            self._outputs[stream.id] = []
+        session = BatchSession(self, stream)
+        weakref.finalize(session, self.close, stream.id)  # a server drops sessions without closing them
+        return session
+
+    def close(self, stream_id: int) -> None:
+        with self._lock:
+            self.runner.remove(stream_id)
+            self._outputs.pop(stream_id, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def streams(self) -> int:
+        return len(self.runner.streams)
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise BackendError(f"the batched recognizer failed: {self.error}") from self.error
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.round()
+            except BaseException as e:  # noqa: BLE001 - reported to every session, not lost on this thread
+                log.error("batched recognizer failed", exc_info=True)
+                with self._lock:
+                    self.error = e
+                    self._changed.notify_all()
+                return
+            if not worked:
+                self._stop.wait(self.idle_sleep_s)
+
+    def round(self) -> bool:
+        """One round (VAD, then one batch); False if there was nothing to decode."""
+        with self._lock:
+            chosen, _ = self.runner.plan(self.now_s())
+            windows, prompts = self.runner.inputs(chosen)
+            self._changed.notify_all()  # VAD events, and finals closed by the VAD
+        if not chosen:
+            return False
+        tokens = self.runner.engine.transcribe(windows, prompts=prompts)
+        with self._lock:
+            for stream_id, caption in self.runner.apply(chosen, tokens):
+                self._outputs[stream_id].append(caption)
+            self._changed.notify_all()
+        return True
+
+
+class BatchSession:
+    """One live stream on a `BatchService`, with `StreamingRecognizer`'s calls (see the module docstring)."""
+
+    def __init__(self, service: BatchService, stream: BatchStream) -> None:
+        self.service = service
+        self.stream = stream
+        self._events: list[SpeechStarted | SpeechEnded] = []
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE_HZ,
+                        arrival_ns: int | None = None) -> None:
+        if sample_rate != SAMPLE_RATE_HZ:
+            raise SampleRateError(f"the batched recognizer takes {SAMPLE_RATE_HZ} Hz audio, got {sample_rate} Hz")
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        with self.service._lock:
+            self.service._check()
+            self.stream.accept(x)
+
+    def is_ready(self) -> bool:
+        """Captions or VAD events wait to be taken (they come from the service's thread)."""
+        with self.service._lock:
+            return bool(self.service._outputs.get(self.stream.id) or self.stream.events)
+
+    def decode(self) -> list[Caption]:
+        """The captions produced since the last call; the VAD events so far move to `events()`."""
+        with self.service._lock:
+            self.service._check()
+            out = self.service._outputs.get(self.stream.id, [])
+            self.service._outputs[self.stream.id] = []
+            self._events += self.stream.events
+            self.stream.events = []
+            return out
+
+    def events(self) -> list[SpeechStarted | SpeechEnded]:
+        """VAD events taken by `decode()` (as `StreamingRecognizer.events()`: in stream order)."""
+        out, self._events = self._events, []
+        return out
+
+    def input_finished(self) -> None:
+        with self.service._lock:
+            self.stream.close_segment(end_of_input=True)
+
+    def finalize(self, timeout_s: float = 10.0) -> list[Caption]:
+        """End the segment in progress; returns once its final (and every earlier one) is decoded."""
+        with self.service._changed:
+            self.stream.close_segment()
+            if not self.service._changed.wait_for(lambda: self.stream.idle or self.service.error is not None,
+                                                  timeout_s):
+                raise BackendError(f"the batched recognizer did not finalize within {timeout_s:.0f} s")
+        return self.decode()
+
+    def reset(self) -> None:
+        with self.service._lock:
+            self.stream.drop_segment()
+            self.service._outputs[self.stream.id] = [c for c in self.service._outputs.get(self.stream.id, [])
+                                                     if c.is_final]
+
+    def warm_up(self) -> None:
+        """Nothing per session: the service warms its engine once."""
+
+    def stage_times(self) -> list[tuple[str, float]]:
+        return []
+
+    @property
+    def segment_id(self) -> int:
+        return self.stream.segment_id
+
+
+def load_service(model: str, device: str = "auto", config: BatchStreamConfig | None = None,
+                 clock: Clock | None = None, pack: Path | None = None) -> BatchService:
+    """The batched PyTorch backend for a model: CUDA with fp16 and CUDA graphs where torch sees a GPU
+    ("auto"), else the CPU (slow; for tests). The model comes from the store (fetched and converted on first
+    use) or, on a GPU host without network, from `pack`, a folder written by `tools/gpu_pack.py`."""
+    try:
+        import torch
+        from rtaudio_models.whisper.batched import load_engine
+    except ImportError as e:
+        raise BackendError("the batched backend needs PyTorch (pip install 'rtaudio[export]')") from e
+    from rtaudio.modelstore import ensure_model
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if pack is not None:
+        if not (pack / model / "compact.json").exists():
+            raise ModelNotFetchedError(f"{pack / model} holds no packed model (python tools/gpu_pack.py --model {model})")
+        folder, vad_path = pack / model, pack / "silero_vad.onnx"
+    else:
+        folder, vad_path = ensure_model(model), ensure_model("silero-vad") / "raw" / "silero_vad.onnx"
+    engine, decode = load_engine(folder, device)
+    vad = BatchedVad(vad_path, threads=min(8, os.cpu_count() or 1), chunk=48)
+    engine.transcribe([np.zeros(SAMPLE_RATE_HZ, np.float32)])  # first-call set-up (kernels, graphs) now
+    return BatchService(engine, decode, vad, config, clock=clock)
+
+
+def cuda_available() -> bool:
+    """Whether the batched backend would run on a GPU here (torch installed and it sees CUDA)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
