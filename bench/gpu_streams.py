@@ -337,32 +337,34 @@ def main() -> int:
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
     server = _serve(args.pack, args.model, args.port, max(args.streams) + 8) if args.server else None
-    for n in [] if args.wer_only or args.wer_finals else args.streams:
+    try:
+        for n in [] if args.wer_only or args.wer_finals else args.streams:
+            if server is not None:
+                res = run_server(args.pack, args.model, names, n, args.duration_s, config, args.port, args.client_procs)
+            else:
+                res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch)
+            lat = latencies(res, refs)
+            ticks = np.array(res["ticks"] or [[0.0] * 6])
+            busy = ticks[ticks[:, 1] > 0]
+            tail = ticks[len(ticks) * 3 // 4:]
+            row = {"streams": n, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
+                   "tick_p50_ms": float(np.median(busy[:, 0]) * 1000) if len(busy) else 0.0,
+                   "lateness_end_s": float(tail[:, 3].max()) if len(tail) else 0.0,
+                   "vad_ms_mean": float(ticks[:, 4].mean() * 1000), "decode_ms_mean": float(busy[:, 5].mean() * 1000) if len(busy) else 0.0}
+            row["real_time"] = bool(row["partial_p99_s"] < 1.0 and row["lateness_end_s"] < 1.0)
+            rows.append(row)
+            print(f"{n:>7} {row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
+                  f"{row['final_p50_s']:7.2f} {row['words_never_shown']:>3}/{row['words']:<4} {row['mean_batch']:6.1f} "
+                  f"{row['tick_p50_ms']:8.1f} {row['lateness_end_s']:8.2f} {str(row['real_time']):>9}"
+                  f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick; "
+                  f"{row['words_over_1s']} words > 1 s, {row['over_1s_first_in_final']} of them first in a final; "
+                  f"{row['first_in_final']} words first in a final; p99 of words first in partials "
+                  f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
+                  f"{row['partial_p99_without_an4_s']:.2f} s)", flush=True)
+    finally:  # the server holds the output pipe: a run that fails must not leave it behind
         if server is not None:
-            res = run_server(args.pack, args.model, names, n, args.duration_s, config, args.port, args.client_procs)
-        else:
-            res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch)
-        lat = latencies(res, refs)
-        ticks = np.array(res["ticks"] or [[0.0] * 6])
-        busy = ticks[ticks[:, 1] > 0]
-        tail = ticks[len(ticks) * 3 // 4:]
-        row = {"streams": n, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
-               "tick_p50_ms": float(np.median(busy[:, 0]) * 1000) if len(busy) else 0.0,
-               "lateness_end_s": float(tail[:, 3].max()) if len(tail) else 0.0,
-               "vad_ms_mean": float(ticks[:, 4].mean() * 1000), "decode_ms_mean": float(busy[:, 5].mean() * 1000) if len(busy) else 0.0}
-        row["real_time"] = bool(row["partial_p99_s"] < 1.0 and row["lateness_end_s"] < 1.0)
-        rows.append(row)
-        print(f"{n:>7} {row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
-              f"{row['final_p50_s']:7.2f} {row['words_never_shown']:>3}/{row['words']:<4} {row['mean_batch']:6.1f} "
-              f"{row['tick_p50_ms']:8.1f} {row['lateness_end_s']:8.2f} {str(row['real_time']):>9}"
-              f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick; "
-              f"{row['words_over_1s']} words > 1 s, {row['over_1s_first_in_final']} of them first in a final; "
-              f"{row['first_in_final']} words first in a final; p99 of words first in partials "
-              f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
-              f"{row['partial_p99_without_an4_s']:.2f} s)", flush=True)
-    if server is not None:
-        server.terminate()
-        server.wait(30)
+            server.terminate()
+            server.wait(30)
     report = {"model": args.model, "device": gpu, "through_server": args.server, "partial_interval_ms": args.partial_interval_ms,
               "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}

@@ -18,6 +18,7 @@ import logging
 import secrets
 import ssl
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,9 @@ class Server:
         self.metrics = ServerMetrics()
         self.sessions: dict[str, AnySession] = {}
         self.broadcast = CaptionBroadcast()
-        self.admission = AdmissionControl(config.admission, config.decode_workers)
+        # The CPU cost model does not describe the batched (GPU) backend: there --max-sessions is the limit.
+        admission = replace(config.admission, enabled=False) if self.hub.batched else config.admission
+        self.admission = AdmissionControl(admission, config.decode_workers)
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._closing = False

@@ -161,19 +161,20 @@ class ModelHub:
         """Fetch what is missing (first run), then load and warm the default model and voice."""
         from rtaudio.modelstore import ensure_model
 
-        names = [] if self.batched and self.config.batched_pack else [self.default_model, "silero-vad"]
-        if self.config.preload_voice:
-            names.append(self.config.voices[0])
-        for name in names:  # the batched backend's models may come from a pack instead
-            ensure_model(name)
-        if self.batched:
+        if self.batched:  # its models may come from a pack (a host without network), and it has its own VAD
+            if not self.config.batched_pack:
+                ensure_model(self.default_model)
             self.batch_service(self.default_model)
         else:
+            for name in (self.default_model, "silero-vad"):
+                ensure_model(name)
             self.recognizer(self.default_model)
+            self.vad_model()
+        if self.config.preload_voice:
+            ensure_model(self.config.voices[0])
         if self.config.budget.fallback_model:  # the ladder's last rung must not load it mid-session
             ensure_model(self.config.budget.fallback_model)
             self.recognizer(self.config.budget.fallback_model)
-        self.vad_model()
         if self.config.preload_voice:
             self.voice(self.config.voices[0])
 

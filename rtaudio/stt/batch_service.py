@@ -9,6 +9,7 @@ a caller adding audio never waits for the GPU.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -44,6 +45,7 @@ class BatchService:
         self._changed = threading.Condition(self._lock)
         self._next_id = 0
         self._outputs: dict[int, list[Caption]] = {}
+        self._closed: collections.deque[int] = collections.deque()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtaudio-batch", daemon=True)
         self._thread.start()
@@ -63,7 +65,13 @@ class BatchService:
         return session
 
     def close(self, stream_id: int) -> None:
-        with self._lock:
+        """Forget a stream (at the start of the next round). Takes no lock: it also runs from the garbage
+        collector, which may strike in any thread, including one that holds the lock."""
+        self._closed.append(stream_id)
+
+    def _forget_closed(self) -> None:
+        while self._closed:
+            stream_id = self._closed.popleft()
             self.runner.remove(stream_id)
             self._outputs.pop(stream_id, None)
 
@@ -73,7 +81,9 @@ class BatchService:
 
     @property
     def streams(self) -> int:
-        return len(self.runner.streams)
+        """Streams served (closed ones leave at the next round)."""
+        with self._lock:
+            return len(self.runner.streams) - len(self._closed)
 
     def _check(self) -> None:
         if self.error is not None:
@@ -95,6 +105,7 @@ class BatchService:
     def round(self) -> bool:
         """One round (VAD, then one batch); False if there was nothing to decode."""
         with self._lock:
+            self._forget_closed()
             chosen, _ = self.runner.plan(self.now_s())
             windows, prompts = self.runner.inputs(chosen)
             self._changed.notify_all()  # VAD events, and finals closed by the VAD
@@ -184,7 +195,7 @@ def load_service(model: str, device: str = "auto", config: BatchStreamConfig | N
         import torch
         from rtaudio_models.whisper.batched import load_engine
     except ImportError as e:
-        raise BackendError("the batched backend needs PyTorch (pip install 'rtaudio[export]')") from e
+        raise BackendError(f"the batched backend needs PyTorch and rtaudio_models (pip install 'rtaudio[export]'): {e}") from e
     from rtaudio.modelstore import ensure_model
 
     if device == "auto":
