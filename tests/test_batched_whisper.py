@@ -160,9 +160,14 @@ def test_server_with_the_batched_backend_captions_a_live_client(speech_dir: Path
             await collector
         return events, kinds
 
+    async def german(srv: BackgroundServer) -> None:
+        await StreamClient.connect(srv.ws_url + "/v1/stream", {"audio": {"sample_rate_hz": 16000}, "language": "de"})
+
     with BackgroundServer(ServerConfig(port=0, stt_backend="batched", decode_workers=2, preload_voice=False)) as srv:
         assert srv.server is not None and srv.server.hub.batched
         events, kinds = asyncio.run(stream(srv))
+        with pytest.raises(ConfigError, match="English only"):
+            asyncio.run(german(srv))
     finals = " ".join(e.caption.text for e in events if e.caption.is_final)
     reference = " ".join(speech_manifest[n] for n in names)
     assert jiwer.wer(normalize_english(reference), normalize_english(finals)) < 0.15, finals

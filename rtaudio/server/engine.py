@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from rtaudio.clock import Clock
-from rtaudio.errors import UnknownModelError
+from rtaudio.errors import ConfigError, UnknownModelError
 from rtaudio.frames import Caption
 from rtaudio.server.config import ServerConfig, SessionConfig
 from rtaudio.server.events import VadEvent
@@ -85,9 +85,12 @@ class ModelHub:
         return self.config.models[0]
 
     def check(self, session: SessionConfig) -> None:
-        """Raise UnknownModelError if the session asks for a model or voice this server does not serve."""
+        """Raise UnknownModelError if the session asks for a model or voice this server does not serve
+        (ConfigError for a language the batched backend cannot transcribe)."""
         if session.model not in self.config.models:
             raise UnknownModelError(f"model {session.model!r} is not served here; served: {', '.join(self.config.models)}")
+        if self.batched and session.language not in (None, "en"):
+            raise ConfigError(f"language {session.language!r}: the batched (GPU) backend transcribes English only")
         self.check_voice(session.tts_voice)
 
     def check_voice(self, name: str) -> None:
