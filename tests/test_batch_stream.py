@@ -311,3 +311,19 @@ def test_final_decodes_get_the_streams_earlier_final_text_as_prompt() -> None:
     stream.accept_vad(pause)
     second = stream.request()
     assert second is not None and second.final and second.prompt == "my friends."
+
+
+def test_words_for_a_segment_cleared_while_it_was_decoded_are_dropped() -> None:
+    """The batched service decodes outside its lock: a client's clear may land between a request and its
+    words. The words of a dropped final or partial then change nothing (and do not fail the service)."""
+    stream = BatchStream(0, BatchStreamConfig(vad=VadConfig(min_silence_ms=100, speech_pad_ms=0)))
+    probs = np.concatenate([np.full(10, 0.05), np.full(40, 0.9), np.full(10, 0.05), np.full(30, 0.9)]).astype(np.float32)
+    stream.accept(np.zeros(512 * len(probs), np.float32))
+    stream.accept_vad(probs)
+    final = stream.request()
+    assert final is not None and final.final
+    stream.drop_segment()
+    partial_after_clear = WindowRequest(0, final.end_sample + 512, final.end_sample + 8000, False, 1.0)
+    assert stream.apply(final, "hello there") == []
+    assert stream.apply(partial_after_clear, "general kenobi") == []
+    assert stream.idle and stream.segment_id == 0

@@ -250,6 +250,8 @@ class BatchStream:
         if loop is not None:
             words = words[:loop]
         if req.final:
+            if not self._pending_finals or self._pending_finals[0] != (req.start_sample, req.end_sample):
+                return []  # dropped (a client's clear) while it was being decoded
             self._pending_finals.pop(0)
             # The final decode heard the whole segment at once, as offline transcription does: it is the
             # final. (Merging it into words committed from partials, whose times are only spread evenly
@@ -262,6 +264,8 @@ class BatchStream:
             self._final_text = f"{self._final_text} {cap.text}".strip()[-max(self.config.prompt_chars, 1) * 2:]
             self._trim()
             return [cap] if cap.text else []
+        if self._seg_start != req.start_sample:
+            return []  # its segment was dropped or has ended meanwhile: the final has the say
         self._last_decoded_end = req.end_sample
         self.agreement.insert(words)
         shown = list(self.agreement.committed) + list(self.agreement.tail)
