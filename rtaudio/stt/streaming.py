@@ -12,13 +12,15 @@ How it works. Silero VAD gates everything: Whisper only runs inside speech segme
 music and noise produce no text. While a segment is open, every `partial_interval_ms` of new audio
 the encoder runs on the trimmed window (the segment's audio since its start or last cut, not 30 s),
 after a few seconds of already-final audio as acoustic context and with the earlier final text as
-the prompt (see `window_pass`: padding against loops, loop cuts, context words dropped by time).
+the prompt (see `window_pass`: padding against loops, loop cuts, context words dropped by time, except
+those after the last final word, which the VAD had scored as silence).
 `LocalAgreement` commits the words on which consecutive hypotheses agree, once the window is long
 enough to trust and not at its very end (STABLE captions; PARTIAL captions show committed words +
 the unstable tail). A long utterance without pauses is cut at a committed word boundary once the
 window exceeds `trim_window_ms`: the committed words become a FINAL caption and the window restarts
 there. The VAD endpoint ends the segment and its FINAL follows at once, from a beam-5 pass over the
-segment (`final_beam_size`; with 1 the last greedy pass is reused when it heard all the speech).
+segment with timestamp tokens (`final_beam_size`; with 1 the last greedy pass is reused when it heard all
+the speech).
 Captions carry `segment_id` (one per FINAL), sample times and word times.
 `events()` returns the VAD `SpeechStarted` / `SpeechEnded` and `BudgetEvent`s in stream order.
 
