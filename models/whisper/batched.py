@@ -362,8 +362,9 @@ class StaticDecoder:
         for (dk, dv), (sk, sv) in zip(self.cross, cross, strict=True):
             dk.copy_(sk)
             dv.copy_(sv)
-        prefixes = [p[max(0, len(p) - self.prefix):] for p in prefixes]
         lengths = [len(p) for p in prefixes]
+        if max(lengths) > self.prefix:  # `BatchedWhisper.prefixes` keeps prompts within the room it sizes
+            raise ValueError(f"a prefix of {max(lengths)} tokens does not fit this decoder's {self.prefix}")
         forced = np.zeros((self.batch, max(lengths)), dtype=np.int64)
         for i, p in enumerate(prefixes):
             forced[i, : len(p)] = p

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from rtaudio.clock import Clock
-from rtaudio.errors import ConfigError
 from rtaudio.frames import Caption, Word
 from rtaudio.server.config import SessionConfig
 from rtaudio.server.engine import STREAM_RATE_HZ
@@ -136,10 +135,8 @@ def open_caption_stream(recognizer: Any, vad_model: Any, session: SessionConfig,
 
 def open_batched_stream(service: BatchService, session: SessionConfig, offset_samples: int = 0,
                         first_segment_id: int = 0) -> StreamAdapter:
-    """A session on the batched backend: its VAD settings and partial cadence; English only (the batched
-    decoder's start sequence)."""
-    if session.language not in (None, "en"):
-        raise ConfigError(f"language {session.language!r}: the batched (GPU) backend transcribes English only")
+    """A session on the batched backend: its VAD settings and partial cadence (`ModelHub.check` has refused
+    languages other than English, which the batched decoder's start sequence cannot transcribe)."""
     vad = streaming_config(session).vad
     config = BatchStreamConfig(partial_interval_ms=max(50, session.partial_interval_ms), vad=vad)
     return StreamAdapter(service.open(config), offset_samples, first_segment_id)
