@@ -164,9 +164,7 @@ class ModelHub:
         """Fetch what is missing (first run), then load and warm the default model and voice."""
         from rtaudio.modelstore import ensure_model
 
-        if self.batched:  # its models may come from a pack (a host without network), and it has its own VAD
-            if not self.config.batched_pack:
-                ensure_model(self.default_model)
+        if self.batched:  # fetches its models itself (or takes them from a pack), and has its own VAD
             self.batch_service(self.default_model)
         else:
             for name in (self.default_model, "silero-vad"):
