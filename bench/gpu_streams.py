@@ -48,14 +48,14 @@ SR = 16000
 
 
 def build_engine(pack: Path, model: str, device: str, static_shapes: bool = False,  # type: ignore[no-untyped-def]
-                 shapes_s: tuple[float, ...] = (8.0, 15.0)):
+                 shapes_s: tuple[float, ...] = (8.0, 15.0), final_beam: int = 5):
     from rtaudio_models.whisper.batched import BatchedWhisper, load_compact, text_decoder
 
     folder = pack / model
     info = json.loads((folder / "whisper.json").read_text())
     tok = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
     engine = BatchedWhisper.for_whisper(load_compact(folder, device), info, tok, device, static_shapes=static_shapes,
-                                        static_windows_s=shapes_s)
+                                        static_windows_s=shapes_s, final_beam=final_beam)
     return engine, text_decoder(tok)
 
 
@@ -302,6 +302,7 @@ def main() -> int:
     ap.add_argument("--pause-pass-ms", type=float, default=BatchStreamConfig.pause_pass_ms,
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
+    ap.add_argument("--final-beam", type=int, default=5, help="beam width of final decodes (1: greedy)")
     ap.add_argument("--server", action="store_true",
                     help="through `rtaudio serve --stt-backend batched` on loopback: N websocket clients")
     ap.add_argument("--client-procs", type=int, default=8, help="processes the --server clients run in")
@@ -320,7 +321,8 @@ def main() -> int:
 
     # through the server, the server process holds the engine
     engine, decode = (None, None) if args.server else build_engine(args.pack, args.model, args.device,
-                                                                   static_shapes=args.graphs, shapes_s=tuple(args.shapes_s))
+                                                                   static_shapes=args.graphs, shapes_s=tuple(args.shapes_s),
+                                                                   final_beam=args.final_beam)
     speech = dict(np.load(args.pack / "speech.npz"))
     refs = json.loads((args.pack / "refs.json").read_text())
     names = sorted(speech)[: args.limit_files or None]
@@ -329,7 +331,8 @@ def main() -> int:
                                vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
     vad = args.pack / "silero_vad.onnx"
     if engine is not None:
-        engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8)  # warm-up: kernels, allocator
+        engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8,  # warm-up: kernels, allocator
+                          finals=[False] * 4 + [True] * 4)
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
     rows = []
     print(f"{args.model} on {gpu}; partial every {args.partial_interval_ms:.0f} ms; {args.duration_s:.0f} s per run; "

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--file", default="jfk_inaugural_ask_not.flac", help="a file of ../shared/speech/dev")
     p.add_argument("--model", default="whisper-tiny.en")
-    p.add_argument("--charge", choices=("wall", "cpu"), default="cpu",
+    p.add_argument("--charge", choices=("wall", "cpu", "model"), default="cpu",
                    help="what compute costs on the virtual clock (see bench/stt_stream.py)")
     p.add_argument("--seed", type=int, default=0, help="seed of the chunk sizes")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "timeline.json")

@@ -56,7 +56,8 @@ class ReplayEngine:
         self.text = text
         self.windows: list[int] = []
 
-    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None) -> list[list[int]]:
+    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
+                   finals: list[bool] | None = None) -> list[list[int]]:
         self.windows += [len(w) for w in windows]
         return [[0] for _ in windows]
 

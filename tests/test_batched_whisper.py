@@ -40,7 +40,7 @@ def engine_and_tokenizer() -> tuple[BatchedWhisper, WhisperTokenizer]:
     info = json.loads((folder / "whisper.json").read_text())
     tok = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
     model = whisper_from_ct2(read_ct2_model(model_bin_parts(folder / "raw")))
-    return BatchedWhisper.for_whisper(model, info, tok, "cpu", static_shapes=True, batch_bucket=1), tok
+    return BatchedWhisper.for_whisper(model, info, tok, "cpu", static_shapes=True, batch_bucket=1, beam_bucket=1), tok
 
 
 def test_length_buckets_decode_as_one_long_batch(engine_and_tokenizer: tuple[BatchedWhisper, WhisperTokenizer],
@@ -73,6 +73,36 @@ def test_rows_with_and_without_prompts_decode_as_each_alone(
     text = [normalize_english(tok.decode([t for t in row if t < tok.eot])) for row in together]
     assert "fellow americans" in text[0]
     assert "fellow" not in text[1] and "what your country can do" in text[1]
+
+
+def test_finals_are_beam_searched_whole_and_alike_alone_or_in_a_batch(
+        engine_and_tokenizer: tuple[BatchedWhisper, WhisperTokenizer], speech_dir: Path,
+        speech_manifest: dict[str, str]) -> None:
+    """Rows marked final go through beam search, next to greedy rows in the same call: each gets what it gets
+    alone. A final keeps every sentence of its window: beam search used to end this one after "far
+    pleasanter" (a timestamp pair then end-of-text scored a higher mean log-probability than the rest)."""
+    engine, tok = engine_and_tokenizer
+    names = ["ljspeech_LJ001-0025.flac", "jfk_inaugural_ask_not.flac", "an4_cen4-fbbh-b.flac"]
+    windows = [sf.read(speech_dir / n, dtype="float32")[0] for n in names]
+    finals = [True, False, True]
+    together = engine.transcribe(windows, finals=finals, prompts=["", "", "Spell it."])
+    alone = [engine.transcribe([w], finals=[f], prompts=[p])[0]
+             for w, f, p in zip(windows, finals, ["", "", "Spell it."], strict=True)]
+    assert together == alone
+    text = [normalize_english(tok.decode([t for t in row if t < tok.eot])) for row in together]
+    assert text[0].endswith("far pleasanter and easier to read"), text[0]
+    assert "ask not what your country" in text[1]
+    assert jiwer.wer(normalize_english(speech_manifest[names[0]]), text[0]) < 0.1
+
+
+def test_text_placed_after_the_audio_is_cut(engine_and_tokenizer: tuple[BatchedWhisper, WhisperTokenizer]) -> None:
+    """Timestamped tokens: a segment the model opens at or past the end of the window's audio (in its
+    silence padding) was never said and is cut; one that opens inside the audio keeps its text."""
+    engine, tok = engine_and_tokenizer
+    hello, there = tok.encode(" Hello"), tok.encode(" there")
+    tokens = [tok.timestamp(0.0), *hello, tok.timestamp(1.0), tok.timestamp(2.9), *there, tok.timestamp(3.5)]
+    assert engine.within_audio(tokens, content_s=3.0) == [tok.timestamp(0.0), *hello, tok.timestamp(1.0)]
+    assert engine.within_audio(tokens, content_s=3.1) == tokens[:-1]  # the closing timestamp is past the end
 
 
 @pytest.fixture(scope="module")

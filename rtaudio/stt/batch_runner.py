@@ -25,7 +25,8 @@ STATE_SIZE = STATE_SHAPE[2]
 
 
 class BatchEngine(Protocol):
-    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None) -> list[list[int]]: ...
+    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
+                   finals: list[bool] | None = None) -> list[list[int]]: ...
 
 
 class BatchedVad:
@@ -160,10 +161,12 @@ class BatchRunner:
         worst = max((now_s - r.due_s for r in requests), default=0.0)
         return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9)
 
-    def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None]:
-        """The chosen requests' audio (copies: streams may take more audio meanwhile) and prompts."""
+    def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None, list[bool]]:
+        """The chosen requests' audio (copies: streams may take more audio meanwhile), prompts and which are
+        finals: `engine.transcribe`'s arguments."""
         prompts = [r.prompt for r in chosen]
-        return [self.streams[r.stream_id].window(r).copy() for r in chosen], prompts if any(prompts) else None
+        windows = [self.streams[r.stream_id].window(r).copy() for r in chosen]
+        return windows, prompts if any(prompts) else None, [r.final for r in chosen]
 
     def apply(self, chosen: list[WindowRequest], tokens: list[list[int]]) -> list[tuple[int, Caption]]:
         """Hand each stream the words decoded for it; (stream id, caption) pairs."""
@@ -178,5 +181,5 @@ class BatchRunner:
         """Decode these requests as one batch and hand each stream its words; (stream id, caption) pairs."""
         if not chosen:
             return []
-        windows, prompts = self.inputs(chosen)
-        return self.apply(chosen, self.engine.transcribe(windows, prompts=prompts))
+        windows, prompts, finals = self.inputs(chosen)
+        return self.apply(chosen, self.engine.transcribe(windows, prompts=prompts, finals=finals))

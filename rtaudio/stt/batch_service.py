@@ -107,11 +107,11 @@ class BatchService:
         with self._lock:
             self._forget_closed()
             chosen, _ = self.runner.plan(self.now_s())
-            windows, prompts = self.runner.inputs(chosen)
+            windows, prompts, finals = self.runner.inputs(chosen)
             self._changed.notify_all()  # VAD events, and finals closed by the VAD
         if not chosen:
             return False
-        tokens = self.runner.engine.transcribe(windows, prompts=prompts)
+        tokens = self.runner.engine.transcribe(windows, prompts=prompts, finals=finals)
         with self._lock:
             for stream_id, caption in self.runner.apply(chosen, tokens):
                 self._outputs[stream_id].append(caption)
