@@ -20,6 +20,7 @@ import numpy as np
 from rtaudio.clock import Clock
 from rtaudio.errors import ConfigError, UnknownModelError
 from rtaudio.frames import Caption
+from rtaudio.onnx_session import nvidia_driver_present
 from rtaudio.server.config import ServerConfig, SessionConfig
 from rtaudio.server.events import VadEvent
 from rtaudio.stt.latency_budget import BudgetEvent
@@ -185,7 +186,7 @@ def resolve_backend(backend: str) -> str:
     (the driver is checked first, so a machine without one never imports torch)."""
     if backend != "auto":
         return backend
-    if not os.path.exists("/proc/driver/nvidia/version"):
+    if not nvidia_driver_present():
         return "onnx"
     from rtaudio.stt.batch_service import cuda_available
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from rtaudio.errors import ConfigError, DeviceError
 from rtaudio.frames import Caption, Stability
+from rtaudio.onnx_session import DEVICES
 from rtaudio.server.client import CaptionEvent
 from rtaudio.server.client_command import CaptionPrinter
 from rtaudio.stt.caption_files import CueFormat, GrowingCueFile, RollingTextFile
@@ -43,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", type=Path, help="audio or video file to caption (omit with --mic)")
     p.add_argument("--mic", action="store_true", help="caption the default microphone (Ctrl-C stops)")
     p.add_argument("--device", default=None, help="input device name or index for --mic")
+    p.add_argument("--onnx-device", choices=DEVICES, default="auto",
+                   help="where Whisper runs: auto = a CUDA GPU if onnxruntime-gpu is installed")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="play a file at real-time pace (default)")
     pace.add_argument("--fast", action="store_true",
@@ -233,7 +236,8 @@ def _show(view: TerminalView | None, item: TimedOutput) -> None:
 def _caption_locally(args: argparse.Namespace, view: TerminalView | None, outputs: CaptionOutputs) -> None:
     from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
 
-    recognizer = WhisperRecognizer.load(args.model, RecognizerConfig(threads=args.threads, spin=False))
+    recognizer = WhisperRecognizer.load(args.model, RecognizerConfig(threads=args.threads, spin=False,
+                                                                     device=args.onnx_device))
     clock: Any = VirtualClock() if args.fast else RealTimePacer()
     stream = StreamingRecognizer(recognizer, StreamingConfig(partial_interval_ms=args.interval_ms), clock)
     stream.warm_up()

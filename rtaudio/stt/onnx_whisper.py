@@ -87,13 +87,14 @@ class OnnxWhisper:
     """Encoder and decoder-step sessions (thread-safe: onnxruntime sessions may run concurrently)."""
 
     def __init__(self, folder: Path, precision: str = "int8", threads: int = 2, spin: bool = True,
-                 decoder_threads: int | None = None) -> None:
+                 decoder_threads: int | None = None, device: str = "cpu") -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.info = WhisperModelInfo.load(folder)
         files = self.info.files[precision]
-        self._encoder = open_session(folder / files["encoder"], "the Whisper encoder", threads, spin)
-        self._decoder = open_session(folder / files["decoder"], "the Whisper decoder", decoder_threads or threads, spin)
+        self._encoder = open_session(folder / files["encoder"], "the Whisper encoder", threads, spin, device)
+        self._decoder = open_session(folder / files["decoder"], "the Whisper decoder", decoder_threads or threads, spin,
+                                     device)
         io = self.info.io
         self._enc_out = io["encoder_outputs"]
         self._dec_in = io["decoder_inputs"]

@@ -19,6 +19,7 @@ from rtaudio.clock import Clock, SystemClock
 from rtaudio.dsp.mel import HOP_SAMPLES, SAMPLE_RATE_HZ, log_mel_spectrogram
 from rtaudio.errors import AudioError, ConfigError, EmptyAudioError
 from rtaudio.frames import Word
+from rtaudio.onnx_session import DEVICES
 from rtaudio.stt.alignment import align_tokens, to_words
 from rtaudio.stt.decoding import DecodeOptions, Hypothesis, WindowDecoder
 from rtaudio.stt.onnx_whisper import PRECISIONS, OnnxWhisper, WhisperBackend
@@ -50,6 +51,9 @@ class RecognizerConfig:
     """Encoder lengths are rounded up to a multiple of this (fewer distinct shapes)."""
     full_window: bool = False
     """Always encode 30 s (Whisper's training condition; slowest, reference accuracy)."""
+    device: str = "auto"
+    """Where the encoder and decoder run: "auto" (a CUDA GPU where onnxruntime-gpu is installed, else the
+    CPU), "cpu" or "cuda". On a GPU use precision "fp32": the int8 kernels are CPU ones."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -62,6 +66,8 @@ class RecognizerConfig:
             raise ConfigError("min_window_s must be within [0, 30]")
         if not 0.02 <= self.window_step_s <= WINDOW_S:
             raise ConfigError("window_step_s must be within [0.02, 30]")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
 
 
 def _check_audio(audio: np.ndarray, max_samples: int | None) -> np.ndarray:
@@ -136,7 +142,8 @@ class WhisperRecognizer:
     def from_folder(cls, folder: Path, config: RecognizerConfig | None = None,
                     name: str = "whisper") -> WhisperRecognizer:
         config = config or RecognizerConfig()
-        backend = OnnxWhisper(folder, config.precision, config.threads, config.spin, config.decoder_threads)
+        backend = OnnxWhisper(folder, config.precision, config.threads, config.spin, config.decoder_threads,
+                              config.device)
         tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json", backend.info.dims.n_vocab)
         return cls(backend, tokenizer, config, name)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rtaudio.errors import ConfigError
+from rtaudio.onnx_session import DEVICES
 from rtaudio.stt.decoding import DecodeOptions
 from rtaudio.stt.results import Transcript
 from rtaudio.stt.subtitles import build_cues, to_srt, to_vtt
@@ -30,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hotwords", help="words to favour")
     parser.add_argument("--word-timestamps", action="store_true", help="per-word times in json (on for srt/vtt)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    parser.add_argument("--onnx-device", choices=DEVICES, default="auto",
+                        help="where Whisper runs: auto = a CUDA GPU if onnxruntime-gpu is installed (use --precision fp32)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     options = DecodeOptions(task=args.task, language=args.language, beam_size=args.beam_size,
                             hotwords=args.hotwords,
                             word_timestamps=args.word_timestamps or args.format in ("srt", "vtt"))
-    recognizer = WhisperRecognizer.load(args.model, RecognizerConfig(precision=args.precision, threads=args.threads))
+    recognizer = WhisperRecognizer.load(args.model, RecognizerConfig(precision=args.precision, threads=args.threads,
+                                                                         device=args.onnx_device))
     # check options against the model before reading any file (e.g. --task translate on tiny.en)
     recognizer.tokenizer.sot_sequence(args.language if recognizer.multilingual else args.language or "en", args.task)
     show = not args.no_progress and sys.stderr.isatty()
