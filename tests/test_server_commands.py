@@ -75,6 +75,50 @@ def test_serve_client_file_and_say(tmp_path: Path, speech_dir: Path, speech_mani
     assert code == 0
 
 
+def _health(port: int, server: subprocess.Popen[str]) -> dict[str, object]:
+    """GET /healthz once the server is up (a new connection each time)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return dict(json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()))
+        except OSError:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.3)
+
+
+def test_serve_on_several_processes_sharing_the_port(speech_dir: Path, speech_manifest: dict[str, str]) -> None:
+    """`--processes 2`: both processes take connections on the one port (the kernel spreads them), each
+    captions correctly, and stopping the first stops the other."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "serve", "--port", str(port), "--processes", "2",
+                               "--stt-backend", "onnx", "--decode-workers", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and time.monotonic() < deadline:  # the second process may start listening later
+            pids.add(int(_health(port, server)["process"]))  # type: ignore[call-overload]
+        assert len(pids) == 2 and server.pid in pids, pids
+        url = f"ws://127.0.0.1:{port}/v1/stream"
+        expected = normalize_english(speech_manifest[CLIP]).split()
+        for _ in range(2):
+            done = rtaudio("client", str(speech_dir / CLIP), "--url", url, "--fast")
+            assert done.returncode == 0, done.stderr
+            said = normalize_english(done.stdout).split()
+            assert sum(w in said for w in expected) >= 0.7 * len(expected), done.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert code == 0
+    time.sleep(1.0)
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "a server process outlived the first"
+
+
 def test_demo_captions_its_recording() -> None:
     done = rtaudio("demo", "--port", "0", "--once", "--fast")
     assert done.returncode == 0, done.stderr

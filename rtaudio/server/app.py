@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import os
 import secrets
 import ssl
 from collections.abc import Callable, Sequence
@@ -130,7 +131,7 @@ class Server:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(self.config.tls_certfile, self.config.tls_keyfile)
         self._server = await asyncio.start_server(self._on_connection, self.config.host, self.config.port,
-                                                  ssl=ctx, limit=64 * 1024)
+                                                  ssl=ctx, limit=64 * 1024, reuse_port=self.config.processes > 1)
         self._trimmer = asyncio.create_task(self._release_memory_forever())
         log_event(log, logging.INFO, "listening", url=self.url)
 
@@ -348,6 +349,7 @@ class Server:
         if req.method == "GET" and path == "/healthz":
             await self._respond(writer, json_response({
                 "status": "shutting_down" if self._closing else "ok", "sessions": len(self.sessions),
+                "process": os.getpid(),
                 "models": list(self.config.models), "voices": list(self.config.voices),
                 "caption_channels": self.broadcast.stats()}), path)
         elif req.method == "GET" and path == "/metrics":

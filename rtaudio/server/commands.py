@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import signal
 import sys
@@ -63,16 +64,21 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
                         # a GPU host fed a pack has no network: voices load on first use, not at start
                         batched_pack=args.batched_pack, preload_voice=not args.batched_pack,
                         models=tuple(args.models or d.models), voices=tuple(args.voices or d.voices), limits=limits,
-                        allowed_origins=tuple(args.origins or ()),
+                        allowed_origins=tuple(args.origins or ()), processes=getattr(args, "processes", 1),
                         assistant=AssistantServiceConfig(args.responder, args.llm_base_url, args.llm_model,
                                                          args.llm_api_key_env))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser)
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="server processes sharing the port, each with its own models and sessions (limits "
+                             "apply per process); for more live sessions than one Python process can parse, "
+                             "e.g. the batched backend on a GPU (default 1)")
 
 
-async def serve(config: ServerConfig, while_serving: Callable[[str], Coroutine[Any, Any, None]] | None = None) -> None:
+async def serve(config: ServerConfig, while_serving: Callable[[str], Coroutine[Any, Any, None]] | None = None,
+                announce: bool = True) -> None:
     """Run the server until SIGINT/SIGTERM (or until `while_serving(url)` returns), then shut down
     gracefully: sessions get `shutdown_grace_s` to flush their final captions."""
     from rtaudio.server.app import Server
@@ -90,7 +96,7 @@ async def serve(config: ServerConfig, while_serving: Callable[[str], Coroutine[A
     waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if while_serving is not None:
         waiters.append(asyncio.create_task(while_serving(server.url)))
-    else:
+    elif announce:
         print(f"rtaudio server on {server.url}  (page: {server.url}/, websocket: "
               f"{server.url.replace('http', 'ws', 1)}/v1/stream); Ctrl-C stops", file=sys.stderr, flush=True)
     try:
@@ -106,5 +112,23 @@ async def serve(config: ServerConfig, while_serving: Callable[[str], Coroutine[A
 
 
 def run(args: argparse.Namespace) -> int:
-    asyncio.run(serve(server_config(args)))
+    config = server_config(args)
+    others = [multiprocessing.get_context("spawn").Process(target=_serve_quietly, args=(config,), daemon=True)
+              for _ in range(config.processes - 1)]
+    for p in others:
+        p.start()
+    try:
+        asyncio.run(serve(config))
+    finally:
+        for p in others:  # SIGTERM: each flushes its sessions' finals, as this one did
+            p.terminate()
+        for p in others:
+            p.join(config.shutdown_grace_s + 5.0)
+            if p.is_alive():
+                p.kill()
     return 0
+
+
+def _serve_quietly(config: ServerConfig) -> None:
+    """A further server process of `--processes` (the first one announces the address)."""
+    asyncio.run(serve(config, announce=False))

@@ -265,6 +265,12 @@ class ServerConfig:
     batched_pack: str | None = None
     """A folder written by `tools/gpu_pack.py` (fp16 parts, sha256-checked on load): the batched backend
     takes its models from there instead of the model store (a GPU host without network)."""
+    processes: int = 1
+    """Server processes sharing the port (SO_REUSEPORT: the kernel spreads new connections over them). One
+    Python process parses every message of its sessions under one interpreter lock: with the batched
+    backend it keeps ~50 live sessions in real time however fast the GPU is. Each process has its own
+    models (and batch loop), sessions and metrics; limits such as `max_sessions` are per process, and a
+    caption channel can be watched only through the process that serves its session."""
     voices: tuple[str, ...] = ("piper-joe",)
     preload_voice: bool = True
     demo_audio: str | None = None
@@ -292,5 +298,7 @@ class ServerConfig:
             raise ConfigError("auth token must be at least 8 characters")
         if self.shutdown_grace_s < 0:
             raise ConfigError("shutdown_grace_s must be >= 0")
+        if self.processes < 1 or (self.processes > 1 and self.port == 0):
+            raise ConfigError("processes must be >= 1, and several processes need a fixed port (not 0)")
         if self.stt_backend not in ("auto", "onnx", "batched"):
             raise ConfigError(f"stt_backend must be auto, onnx or batched, got {self.stt_backend!r}")
