@@ -40,22 +40,10 @@ def test_serve_client_file_and_say(tmp_path: Path, speech_dir: Path, speech_mani
     server = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read())
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.3)
+        health = _health(port, server)
         assert health["status"] == "ok" and health["models"] == ["whisper-tiny.en"]
         url = f"ws://127.0.0.1:{port}/v1/stream"
-        done = rtaudio("client", str(speech_dir / CLIP), "--url", url, "--fast", env=env)
-        assert done.returncode == 0, done.stderr
-        said = normalize_english(done.stdout)
-        expected = normalize_english(speech_manifest[CLIP]).split()
-        assert sum(w in said.split() for w in expected) >= 0.7 * len(expected), done.stdout
+        done = _caption_file(url, speech_dir, speech_manifest, env)
         assert "partial caption latency" in done.stderr
         out = tmp_path / "hello.wav"
         spoken = rtaudio("client", "say", "Hello from the command line.", "-o", str(out), "--url", url, env=env)
@@ -66,13 +54,29 @@ def test_serve_client_file_and_say(tmp_path: Path, speech_dir: Path, speech_mani
                           env={**os.environ, "RTAUDIO_TOKEN": "wrong-token-9"})
         assert refused.returncode == 1 and "token" in refused.stderr
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            code = server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise
+        code = _stop(server, signal.SIGINT)
     assert code == 0
+
+
+def _caption_file(url: str, speech_dir: Path, speech_manifest: dict[str, str],
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`rtaudio client CLIP --fast`; asserts it succeeded with most of the clip's words."""
+    done = rtaudio("client", str(speech_dir / CLIP), "--url", url, "--fast", env=env)
+    assert done.returncode == 0, done.stderr
+    said = normalize_english(done.stdout).split()
+    expected = normalize_english(speech_manifest[CLIP]).split()
+    assert sum(w in said for w in expected) >= 0.7 * len(expected), done.stdout
+    return done
+
+
+def _stop(server: subprocess.Popen[str], sig: signal.Signals) -> int:
+    """Signal the server and wait for it (killed if it does not exit in 40 s); its exit code."""
+    server.send_signal(sig)
+    try:
+        return server.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise
 
 
 def _health(port: int, server: subprocess.Popen[str]) -> dict[str, object]:
@@ -100,20 +104,10 @@ def test_serve_on_several_processes_sharing_the_port(speech_dir: Path, speech_ma
         while len(pids) < 2 and time.monotonic() < deadline:  # the second process may start listening later
             pids.add(int(_health(port, server)["process"]))  # type: ignore[call-overload]
         assert len(pids) == 2 and server.pid in pids, pids
-        url = f"ws://127.0.0.1:{port}/v1/stream"
-        expected = normalize_english(speech_manifest[CLIP]).split()
         for _ in range(2):
-            done = rtaudio("client", str(speech_dir / CLIP), "--url", url, "--fast")
-            assert done.returncode == 0, done.stderr
-            said = normalize_english(done.stdout).split()
-            assert sum(w in said for w in expected) >= 0.7 * len(expected), done.stdout
+            _caption_file(f"ws://127.0.0.1:{port}/v1/stream", speech_dir, speech_manifest)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            code = server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise
+        code = _stop(server, signal.SIGTERM)
     assert code == 0
     time.sleep(1.0)
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "a server process outlived the first"
