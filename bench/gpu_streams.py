@@ -342,7 +342,8 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
     rows = []
     print(f"{args.model} on {gpu}; partial every {args.partial_interval_ms:.0f} ms; {args.duration_s:.0f} s per run; "
-          f"CUDA graphs {'on' if args.graphs else 'off'}")
+          + (f"through {args.server_processes} server process(es)" if args.server
+             else f"CUDA graphs {'on' if args.graphs else 'off'}"))
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
     server = _serve(args.pack, args.model, args.port, max(args.streams) + 8, args.server_processes) if args.server else None
