@@ -210,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--commit-guard-ms", type=int, default=StreamingConfig.commit_guard_ms)
     p.add_argument("--agreement-n", type=int, default=StreamingConfig.agreement_n)
     p.add_argument("--min-commit-window-ms", type=int, default=StreamingConfig.min_commit_window_ms)
-    p.add_argument("--vad-threshold", type=float, default=VadConfig.threshold)
-    p.add_argument("--vad-min-silence-ms", type=int, default=VadConfig.min_silence_ms)
-    p.add_argument("--vad-pad-ms", type=int, default=VadConfig.speech_pad_ms)
+    vad_defaults = StreamingConfig().vad
+    p.add_argument("--vad-threshold", type=float, default=vad_defaults.threshold)
+    p.add_argument("--vad-min-silence-ms", type=int, default=vad_defaults.min_silence_ms)
+    p.add_argument("--vad-pad-ms", type=int, default=vad_defaults.speech_pad_ms)
     p.add_argument("--charge", choices=("wall", "cpu", "model"), default="wall",
                    help="what compute costs on the virtual clock: wall time, this process' CPU time "
                         "(approximates an idle machine when others share it; exact with --threads 1), or a "
