@@ -133,6 +133,10 @@ def test_server_config_validation() -> None:
         ServerConfig(tls_certfile="a.pem")
     with pytest.raises(ConfigError):
         ServerLimits(max_sessions=0)
+    with pytest.raises(ConfigError, match="fixed port"):
+        ServerConfig(port=0, processes=2)  # each process would listen on a port of its own
+    with pytest.raises(ConfigError, match="processes"):
+        ServerConfig(processes=0)
 
 
 def test_streaming_wav_header_is_a_valid_header() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import socket
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -300,5 +301,7 @@ class ServerConfig:
             raise ConfigError("shutdown_grace_s must be >= 0")
         if self.processes < 1 or (self.processes > 1 and self.port == 0):
             raise ConfigError("processes must be >= 1, and several processes need a fixed port (not 0)")
+        if self.processes > 1 and not hasattr(socket, "SO_REUSEPORT"):
+            raise ConfigError("several server processes share a port through SO_REUSEPORT, which this system lacks")
         if self.stt_backend not in ("auto", "onnx", "batched"):
             raise ConfigError(f"stt_backend must be auto, onnx or batched, got {self.stt_backend!r}")
