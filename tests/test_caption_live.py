@@ -107,3 +107,13 @@ def test_empty_finals_make_no_cues() -> None:
 def test_bad_config(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         LiveCaptionConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_cues_split_alike_from_exact_and_published_times() -> None:
+    """Caption events publish times in ms; a viewer rebuilding cues from them gets the live file's cues even
+    where a word ends right on the 7 s limit (0.02 s .. 7.0200004 s exact, 7.02 s published)."""
+    words = [Word(" And", 0.02, 0.5), Word(" so", 0.6, 1.0), Word(" my", 1.1, 1.6), Word(" fellow", 1.7, 3.0),
+             Word(" Americans,", 3.1, 4.5), Word(" ask", 4.6, 5.2), Word(" not", 5.3, 6.0), Word(" what", 6.1, 6.5),
+             Word(" your", 6.6, 7.0200004), Word(" country.", 7.1, 8.0)]
+    published = [Word(w.text, round(w.start_s, 3), round(w.end_s, 3)) for w in words]
+    assert cues_from_captions([final(words)]) == cues_from_captions([final(published)])

@@ -85,6 +85,9 @@ class LiveCueBuilder:
             return []
         words = list(caption.words) or ([Word(caption.text, caption.start_s, caption.end_s)] if caption.text.strip()
                                         else [])
+        # decide on the millisecond times that caption events publish: cues rebuilt from those events then
+        # split exactly as these (a word ending 7.000 s after the cue's start is on the 7 s limit either way)
+        words = [Word(w.text, round(w.start_s, 3), round(w.end_s, 3), w.probability) for w in words]
         out: list[Cue] = []
         for w in words:
             if not w.text.strip():
