@@ -58,11 +58,12 @@ def execution_providers(device: str = "cpu") -> list[str]:
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {DEVICES}, got {device!r}")
     offered = ort.get_available_providers()
-    cuda = CUDA_PROVIDER in offered and nvidia_driver_present()
+    driver = nvidia_driver_present()
+    cuda = CUDA_PROVIDER in offered and driver
     if device == "cuda" and not cuda:
         raise ConfigError("device 'cuda' needs onnxruntime-gpu (pip install 'rtaudio[gpu]') and an NVIDIA GPU; "
                           f"this onnxruntime offers {', '.join(offered)}"
-                          + ("" if nvidia_driver_present() else " and no NVIDIA driver is loaded"))
+                          + ("" if driver else " and no NVIDIA driver is loaded"))
     return [CUDA_PROVIDER, "CPUExecutionProvider"] if cuda and device != "cpu" else ["CPUExecutionProvider"]
 
 
