@@ -119,6 +119,9 @@ def test_finish_keeps_the_rest_of_a_spelled_run_that_goes_past_the_committed_wor
 
 def test_repetition_start() -> None:
     assert repetition_start(W("no no")) is None
+    assert repetition_start(W("6 4 4")) is None
+    assert repetition_start(W("5-2-1-60-55. 5-2-1-60-55")) == 1  # a number read twice: a loop
+    assert repetition_start(W("1928 1928")) == 1
     assert repetition_start(W("we said no no no")) == 4
     assert repetition_start(W("and the the the the")) == 3
     assert repetition_start(W("ask not. Ask not.")) == 2
@@ -133,7 +136,7 @@ def test_repetition_start() -> None:
     # a sentence read again from the start until the (padded) window ran out
     again = W("the modern approach will also be reflected in the terms of address the modern approach will also")
     assert repetition_start(again) == 12
-    assert repetition_start(W("rubout 471 471 471 471 4")) == 3, "the last copy cut short mid-word"
+    assert repetition_start(W("rubout 471 471 471 471 4")) == 2, "the last copy cut short mid-word"
     assert repetition_start(W("we will fight and we will win")) is None, "a short echo of the start is speech"
     assert repetition_start([]) is None
 

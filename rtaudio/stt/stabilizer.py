@@ -148,7 +148,8 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
     Returns None when there is no loop. A loop is a run of copies of one n-gram that lasts until the
     hypothesis ends (the token budget or the window cut it, maybe mid-copy, maybe with a stray last
     word: "Fail better Fail better ... Better"). One word may occur twice in a row ("no, no"), longer
-    n-grams once. Repeats followed by other words ("words words words and ...") are speech, not a
+    n-grams once, and so may a number or spelled string of three or more characters ("5-2-1-60-55.
+    5-2-1-60-55": one reading of one string said once, read twice by a decoder that found no way out). Repeats followed by other words ("words words words and ...") are speech, not a
     loop, unless `anywhere` (for a hypothesis known to be degenerate, e.g. one that hit its token
     budget): then the first surplus repeat anywhere counts.
     """
@@ -156,7 +157,7 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
     for start in range(len(keys)):
         for n in range(1, min(max_ngram, (len(keys) - start) // 2) + 1):
             gram = keys[start: start + n]
-            allowed = 2 if n == 1 else 1
+            allowed = 2 if n == 1 and not _is_code(words[start].text, gram[0]) else 1
             reps = 1
             while keys[start + reps * n: start + (reps + 1) * n] == gram:
                 reps += 1
@@ -174,6 +175,11 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
             if len(rest) >= max(4, n // 3) and _is_partial_copy(rest, keys[start: start + n]):
                 return start + n
     return None
+
+
+def _is_code(text: str, key: str) -> bool:
+    """A number or spelled string ("5-2-1-60-55", "1928", "A-L-M") of three or more characters."""
+    return len(key) >= 3 and any(c.isdigit() or c == "-" for c in text)
 
 
 def _is_partial_copy(rest: Sequence[str], gram: Sequence[str]) -> bool:
