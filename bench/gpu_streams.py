@@ -84,8 +84,10 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 
 
 def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
-        duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False) -> dict:
-    runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48), BatchScheduler(max_batch))
+        duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
+        greedy_late_s: float | None = BatchScheduler().greedy_late_s) -> dict:
+    runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48),
+                         BatchScheduler(max_batch, greedy_late_s))
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -113,7 +115,8 @@ def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: li
         t_tick = time.monotonic()
         caps, rep = runner.tick(now)
         done = time.monotonic()
-        ticks.append((done - t_tick, rep.batch_size, rep.waiting, rep.worst_lateness_s, rep.vad_s, rep.decode_s))
+        ticks.append((done - t_tick, rep.batch_size, rep.waiting, rep.worst_lateness_s, rep.vad_s, rep.decode_s,
+                      rep.greedy_finals))
         for sid, cap in caps:
             sessions[sid].captions.append((done, cap))
         if rep.batch_size == 0:
@@ -308,6 +311,8 @@ def main() -> int:
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
     ap.add_argument("--final-beam", type=int, default=5, help="beam width of final decodes (1: greedy)")
+    ap.add_argument("--greedy-late-s", type=float, default=BatchScheduler().greedy_late_s,
+                    help="finals decode greedily while the batch is this late (< 0: always beam)")
     ap.add_argument("--server", action="store_true",
                     help="through `rtaudio serve --stt-backend batched` on loopback: N websocket clients")
     ap.add_argument("--client-procs", type=int, default=8, help="processes the --server clients run in")
@@ -335,6 +340,7 @@ def main() -> int:
     config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
                                prompt_chars=args.prompt_chars,
                                vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
+    greedy_late = None if args.greedy_late_s is not None and args.greedy_late_s < 0 else args.greedy_late_s
     vad = args.pack / "silero_vad.onnx"
     if engine is not None:
         engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8,  # warm-up: kernels, allocator
@@ -352,15 +358,18 @@ def main() -> int:
             if server is not None:
                 res = run_server(args.pack, args.model, names, n, args.duration_s, config, args.port, args.client_procs)
             else:
-                res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch)
+                res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch,
+                          greedy_late_s=greedy_late)
             lat = latencies(res, refs)
-            ticks = np.array(res["ticks"] or [[0.0] * 6])
+            ticks = np.array(res["ticks"] or [[0.0] * 7])
             busy = ticks[ticks[:, 1] > 0]
             tail = ticks[len(ticks) * 3 // 4:]
             row = {"streams": n, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
                    "tick_p50_ms": float(np.median(busy[:, 0]) * 1000) if len(busy) else 0.0,
                    "lateness_end_s": float(tail[:, 3].max()) if len(tail) else 0.0,
-                   "vad_ms_mean": float(ticks[:, 4].mean() * 1000), "decode_ms_mean": float(busy[:, 5].mean() * 1000) if len(busy) else 0.0}
+                   "vad_ms_mean": float(ticks[:, 4].mean() * 1000), "decode_ms_mean": float(busy[:, 5].mean() * 1000) if len(busy) else 0.0,
+                   "greedy_finals": int(ticks[:, 6].sum()),
+                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions)}
             row["real_time"] = bool(row["partial_p99_s"] < 1.0 and row["lateness_end_s"] < 1.0)
             rows.append(row)
             print(f"{n:>7} {row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
@@ -370,7 +379,8 @@ def main() -> int:
                   f"{row['words_over_1s']} words > 1 s, {row['over_1s_first_in_final']} of them first in a final; "
                   f"{row['first_in_final']} words first in a final; p99 of words first in partials "
                   f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
-                  f"{row['partial_p99_without_an4_s']:.2f} s)", flush=True)
+                  f"{row['partial_p99_without_an4_s']:.2f} s; {row['greedy_finals']} of {row['finals']} finals greedy)",
+                  flush=True)
     finally:  # the server holds the output pipe: a run that fails must not leave it behind
         if server is not None:
             server.terminate()
@@ -383,12 +393,14 @@ def main() -> int:
         if args.wer_finals:
             texts = final_texts(engine, decode, vad, speech, names, config, args.max_batch)
             lat: dict = {}
+            greedy = 0
         else:
             longest = max(len(speech[n_]) for n_ in names) / SR
             res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
-                      one_file_each=True)
+                      one_file_each=True, greedy_late_s=greedy_late)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)
+            greedy = int(sum(t[6] for t in res["ticks"]))
         groups: dict[str, list[int]] = {}
         for name, hyp in texts.items():
             e, w = word_errors(refs[name]["transcript"], hyp)
@@ -399,10 +411,10 @@ def main() -> int:
         errors, words = groups["all"]
         errors_no_an4, words_no_an4 = errors - groups.get("an4", [0, 0])[0], words - groups.get("an4", [0, 0])[1]
         report["wer"] = {"streams": len(names), "wer": errors / words, "wer_without_an4": errors_no_an4 / words_no_an4,
-                         "errors_by_group": groups, **lat, "texts": texts}
+                         "errors_by_group": groups, "greedy_finals": greedy, **lat, "texts": texts}
         print(f"streaming WER, {len(names)} sessions{' (finals only, unpaced)' if args.wer_finals else ' at once'}: "
               f"{100 * errors / words:.2f}% (without AN4 {100 * errors_no_an4 / words_no_an4:.2f}%); errors by group "
-              + ", ".join(f"{g} {e}/{w}" for g, (e, w) in sorted(groups.items())))
+              + ", ".join(f"{g} {e}/{w}" for g, (e, w) in sorted(groups.items())) + f"; {greedy} finals greedy")
     best = max((r["streams"] for r in rows if r["real_time"]), default=0)
     report["max_real_time_streams"] = best
     print(f"largest N in real time: {best}")

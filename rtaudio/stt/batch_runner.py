@@ -118,6 +118,8 @@ class TickReport:
     worst_lateness_s: float
     vad_s: float = 0.0
     decode_s: float = 0.0
+    greedy_finals: int = 0
+    """Finals of this batch decoded greedily because it ran late (see `BatchScheduler`)."""
 
 
 class BatchRunner:
@@ -157,16 +159,18 @@ class BatchRunner:
         self.vad.score(streams)
         t1 = self.clock.now_ns()
         requests: list[WindowRequest] = [r for s in streams if (r := s.request()) is not None]
-        chosen = self.scheduler.pick(requests)
+        chosen = self.scheduler.pick(requests, now_s)
         worst = max((now_s - r.due_s for r in requests), default=0.0)
-        return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9)
+        greedy = sum(r.final and not r.beam for r in chosen)
+        return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9,
+                                  greedy_finals=greedy)
 
     def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None, list[bool]]:
         """The chosen requests' audio (copies: streams may take more audio meanwhile), prompts and which are
-        finals: `engine.transcribe`'s arguments."""
+        finals to beam-search: `engine.transcribe`'s arguments."""
         prompts = [r.prompt for r in chosen]
         windows = [self.streams[r.stream_id].window(r).copy() for r in chosen]
-        return windows, prompts if any(prompts) else None, [r.final for r in chosen]
+        return windows, prompts if any(prompts) else None, [r.final and r.beam for r in chosen]
 
     def apply(self, chosen: list[WindowRequest], tokens: list[list[int]]) -> list[tuple[int, Caption]]:
         """Hand each stream the words decoded for it; (stream id, caption) pairs."""
