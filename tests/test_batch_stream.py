@@ -44,6 +44,24 @@ def test_finals_lose_their_beam_while_the_batch_runs_late() -> None:
     assert all(r.beam for r in s.pick(reqs)), "no clock, no judgement"
 
 
+def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -> None:
+    """A client that opens a stream and sends its audio 10 s later is not 10 s overdue: its decodes are due
+    from when the audio arrived, so it neither jumps the queue nor makes the batch look late (which would
+    take every stream's beam finals). Audio that arrives on time leaves the timeline alone."""
+    stream = BatchStream(0, BatchStreamConfig(vad=VadConfig(min_silence_ms=100, speech_pad_ms=0)), origin_s=0.0)
+    stream.accept(np.zeros(512 * 60, np.float32))
+    stream.arrived(10.0)
+    stream.accept_vad(np.concatenate([np.full(10, 0.05), np.full(40, 0.9), np.full(10, 0.05)]).astype(np.float32))
+    final = stream.request()
+    assert final is not None and final.final
+    assert final.due_s == pytest.approx(10.0 - (60 - 50) * 512 / 16000, abs=1e-6), "due when its end arrived"
+    assert not any(r.beam is False for r in BatchScheduler().pick([final], now_s=10.1))
+    on_time = BatchStream(1, origin_s=5.0)
+    on_time.accept(np.zeros(16000, np.float32))
+    on_time.arrived(5.9)  # one second of audio by 0.9 s after opening: faster than real time
+    assert on_time.origin_s == 5.0
+
+
 def test_no_stream_starves_under_overload() -> None:
     """With capacity for 2 of 6 streams per tick, every stream is still served within 3 ticks."""
     sched = BatchScheduler(max_batch=2)

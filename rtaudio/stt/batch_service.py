@@ -135,6 +135,7 @@ class BatchSession:
         with self.service._lock:
             self.service._check()
             self.stream.accept(x)
+            self.stream.arrived(self.service.now_s())
 
     def is_ready(self) -> bool:
         """Captions or VAD events wait to be taken (they come from the service's thread)."""

@@ -116,6 +116,13 @@ class BatchStream:
         self._n = need
         self.written += len(samples)
 
+    def arrived(self, now_s: float) -> None:
+        """The audio written so far had all arrived by clock time `now_s`: a stream whose audio comes later
+        than its timeline says (a client that opened, then waited, or fell behind) has its timeline moved
+        on, so its decodes are not scheduled as overdue, and it cannot make the batch look late to the
+        scheduler (which would take every stream's beam finals)."""
+        self.origin_s = max(self.origin_s, now_s - self.written / SAMPLE_RATE_HZ)
+
     def vad_frames_due(self) -> int:
         """Whole 32 ms frames written but not yet scored by the VAD."""
         return self.written // FRAME_SAMPLES - self.vad.position_sample // FRAME_SAMPLES
