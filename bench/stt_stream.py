@@ -207,8 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--context-ms", type=int, default=StreamingConfig.context_ms)
     p.add_argument("--no-missed-words", action="store_true", help="drop every context word (keep_missed_words off)")
     p.add_argument("--no-final-timestamps", action="store_true", help="final pass without timestamp tokens")
-    p.add_argument("--no-final-silence", action="store_true",
-                   help="final pass ends at the VAD's end of speech (final_hears_silence off)")
     p.add_argument("--commit-guard-ms", type=int, default=StreamingConfig.commit_guard_ms)
     p.add_argument("--agreement-n", type=int, default=StreamingConfig.agreement_n)
     p.add_argument("--min-commit-window-ms", type=int, default=StreamingConfig.min_commit_window_ms)
@@ -238,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
                              min_encode_ms=args.min_encode_ms, final_beam_size=args.final_beam,
                              context_ms=args.context_ms, commit_guard_ms=args.commit_guard_ms,
                              keep_missed_words=not args.no_missed_words, final_timestamps=not args.no_final_timestamps,
-                             final_hears_silence=not args.no_final_silence,
                              agreement_n=args.agreement_n, min_commit_window_ms=args.min_commit_window_ms,
                              vad=VadConfig(threshold=args.vad_threshold, min_silence_ms=args.vad_min_silence_ms,
                                            speech_pad_ms=args.vad_pad_ms))

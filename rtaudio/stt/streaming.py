@@ -110,10 +110,6 @@ class StreamingConfig:
     the VAD scored as silence between two segments (a hoarse or soft voice), which Whisper hears when the
     next segment's passes hear the context again. All dev files: 8.42 % -> 7.61 % (the MFA recording with
     a cold: 23 -> 18 errors; the long LJSpeech reading 8 -> 3)."""
-    final_hears_silence: bool = True
-    """The endpoint's final pass hears the audio up to the frame that ended the segment (the endpoint
-    silence, already received), not only up to the VAD's end of speech plus padding: a soft last word
-    the VAD scored as silence ("... activities thereunder. In this regard") is still in the window."""
     final_timestamps: bool = True
     """The endpoint's beam pass decodes with timestamp tokens, as offline transcription does: spelled
     strings come out whole ("P-R-I-N-C-E." where the plain pass wrote "PRI NCE."). AN4 errors 45 -> 39."""
@@ -399,7 +395,7 @@ class StreamingRecognizer:
                 if isinstance(ev, SpeechStarted):
                     self._open_segment(ev.start_sample)
                 else:
-                    closed = self._close_segment(ev.end_sample, done + (i + 1) * FRAME_SAMPLES)
+                    closed = self._close_segment(ev.end_sample)
                     if closed:  # an endpoint final: its lag counts from the end of speech
                         lag_s = self._waited_s(min(ev.end_sample, max(self._last_voiced_end, 1)) - 1)
                         self.stages.record("final", lag_s)
@@ -532,9 +528,8 @@ class StreamingRecognizer:
         self._after_cut = True
         return [final]
 
-    def _close_segment(self, end_sample: int, heard_to: int | None = None) -> list[Caption]:
-        """VAD endpoint: flush the segment as FINAL (an empty FINAL retracts partials that were shown).
-        `heard_to`: the audio received when the endpoint was found (see `final_hears_silence`)."""
+    def _close_segment(self, end_sample: int) -> list[Caption]:
+        """VAD endpoint: flush the segment as FINAL (an empty FINAL retracts partials that were shown)."""
         start = self._window_start
         if start is None:
             return []
@@ -545,10 +540,7 @@ class StreamingRecognizer:
         if last is not None and heard_all and greedy:
             words = self._stab.finish(last.words)
         elif end_sample - start >= _ms_to_samples(cfg.min_window_ms) // 2:
-            pass_end = end_sample
-            if cfg.final_hears_silence and heard_to is not None:
-                pass_end = max(end_sample, min(heard_to, self._audio.end))
-            words = self._stab.finish(self._transcribe(start, pass_end, cfg.final_beam_size).words)
+            words = self._stab.finish(self._transcribe(start, end_sample, cfg.final_beam_size).words)
         else:
             words = self._stab.finish(None)
         self._window_start = None
