@@ -85,10 +85,9 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 
 def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
-        greedy_late_s: float | None = BatchScheduler().greedy_late_s,
-        greedy_after_s: float = BatchScheduler().greedy_after_s) -> dict:
+        greedy_late_s: float | None = BatchScheduler().greedy_late_s) -> dict:
     runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48),
-                         BatchScheduler(max_batch, greedy_late_s, greedy_after_s))
+                         BatchScheduler(max_batch, greedy_late_s))
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -314,8 +313,6 @@ def main() -> int:
     ap.add_argument("--final-beam", type=int, default=5, help="beam width of final decodes (1: greedy)")
     ap.add_argument("--greedy-late-s", type=float, default=BatchScheduler().greedy_late_s,
                     help="finals decode greedily while the batch is this late (< 0: always beam)")
-    ap.add_argument("--greedy-after-s", type=float, default=BatchScheduler().greedy_after_s,
-                    help="... once it has been late this long")
     ap.add_argument("--server", action="store_true",
                     help="through `rtaudio serve --stt-backend batched` on loopback: N websocket clients")
     ap.add_argument("--client-procs", type=int, default=8, help="processes the --server clients run in")
@@ -362,7 +359,7 @@ def main() -> int:
                 res = run_server(args.pack, args.model, names, n, args.duration_s, config, args.port, args.client_procs)
             else:
                 res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch,
-                          greedy_late_s=greedy_late, greedy_after_s=args.greedy_after_s)
+                          greedy_late_s=greedy_late)
             lat = latencies(res, refs)
             ticks = np.array(res["ticks"] or [[0.0] * 7])
             busy = ticks[ticks[:, 1] > 0]
@@ -400,7 +397,7 @@ def main() -> int:
         else:
             longest = max(len(speech[n_]) for n_ in names) / SR
             res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
-                      one_file_each=True, greedy_late_s=greedy_late, greedy_after_s=args.greedy_after_s)
+                      one_file_each=True, greedy_late_s=greedy_late)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)
             greedy = int(sum(t[6] for t in res["ticks"]))

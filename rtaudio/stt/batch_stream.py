@@ -303,38 +303,27 @@ _SPELLED_PIECE = re.compile(r"-?[A-Za-z0-9]-?[.,!?]?$|-?[A-Za-z0-9]")
 
 class BatchScheduler:
     """Chooses the next batch among due requests: most overdue first, finals first on ties; finals are
-    decoded greedily once the most overdue request has been more than `greedy_late_s` late for
-    `greedy_after_s` (None: never).
+    decoded greedily while the most overdue request is more than `greedy_late_s` late (None: never).
 
     Beam finals cost the most per tick (on the H100 with 400 tiny.en streams a tick took 102 ms with them,
-    60 ms without), so when the batch stays behind they are the first thing to give up, as the CPU
-    recognizer's ladder gives up its beam under load: the lag stays bounded and finals still come. A burst
-    (many sessions ending a segment at once) that the batch works off within `greedy_after_s` keeps the
-    beam. H100, 400 streams, p99 over all words, at once (greedy_after_s 0): 1.37 s always beam, 1.19 s
-    at 0.5 s late (5 % of finals greedy), 1.09 s at 0.25 s (44 %); but 0.25 s also took the beam from 204
-    of the finals of 159 sessions that start together (WER 7.48 -> 8.42 %), 0.5 s from 18 (7.68 %)."""
+    60 ms without), so when the batch falls behind they are the first thing to give up, as the CPU
+    recognizer's ladder gives up its beam under load: the lag stays bounded and finals still come.
+    H100, 400 streams, p99 over all words: 1.37 s always beam, 1.19 s at 0.5 s (5 % of finals greedy),
+    1.09 s at 0.25 s (44 %); but 0.25 s also takes the beam from 204 of the finals of 159 sessions
+    that start at once (WER 7.48 -> 8.42 %), 0.5 s from 18 (7.68 %)."""
 
-    def __init__(self, max_batch: int = 512, greedy_late_s: float | None = 0.5, greedy_after_s: float = 1.0) -> None:
+    def __init__(self, max_batch: int = 512, greedy_late_s: float | None = 0.5) -> None:
         if max_batch < 1:
             raise ConfigError("max_batch must be >= 1")
-        if (greedy_late_s is not None and greedy_late_s < 0) or greedy_after_s < 0:
-            raise ConfigError("greedy_late_s (or None) and greedy_after_s must be >= 0")
+        if greedy_late_s is not None and greedy_late_s < 0:
+            raise ConfigError("greedy_late_s must be >= 0 or None")
         self.max_batch = max_batch
         self.greedy_late_s = greedy_late_s
-        self.greedy_after_s = greedy_after_s
-        self._late_since: float | None = None  # clock time since which the batch has been late
 
     def pick(self, requests: list[WindowRequest], now_s: float | None = None) -> list[WindowRequest]:
         """The next batch; with `now_s` (the clock on the requests' timeline) finals may lose their beam."""
         chosen = sorted(requests, key=lambda r: (r.due_s, not r.final, r.stream_id))[: self.max_batch]
         late = self.greedy_late_s
-        if now_s is None or late is None:
-            return chosen
-        if not chosen or now_s - chosen[0].due_s <= late:
-            self._late_since = None
-            return chosen
-        if self._late_since is None:
-            self._late_since = now_s
-        if now_s - self._late_since >= self.greedy_after_s:
+        if chosen and now_s is not None and late is not None and now_s - chosen[0].due_s > late:
             return [replace(r, beam=False) if r.final else r for r in chosen]
         return chosen
