@@ -370,7 +370,9 @@ def main() -> int:
                    "vad_ms_mean": float(ticks[:, 4].mean() * 1000), "decode_ms_mean": float(busy[:, 5].mean() * 1000) if len(busy) else 0.0,
                    "greedy_finals": int(ticks[:, 6].sum()),
                    "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions)}
-            row["real_time"] = bool(row["partial_p99_s"] < 1.0 and row["lateness_end_s"] < 1.0)
+            keeps_up = row["lateness_end_s"] < 1.0
+            row["real_time"] = bool(row["partial_p99_s"] < 1.0 and keeps_up)
+            row["real_time_partials"] = bool(row["partial_only_p99_s"] < 1.0 and keeps_up)
             rows.append(row)
             print(f"{n:>7} {row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
                   f"{row['final_p50_s']:7.2f} {row['words_never_shown']:>3}/{row['words']:<4} {row['mean_batch']:6.1f} "
@@ -416,8 +418,11 @@ def main() -> int:
               f"{100 * errors / words:.2f}% (without AN4 {100 * errors_no_an4 / words_no_an4:.2f}%); errors by group "
               + ", ".join(f"{g} {e}/{w}" for g, (e, w) in sorted(groups.items())) + f"; {greedy} finals greedy")
     best = max((r["streams"] for r in rows if r["real_time"]), default=0)
+    best_partials = max((r["streams"] for r in rows if r["real_time_partials"]), default=0)
     report["max_real_time_streams"] = best
-    print(f"largest N in real time: {best}")
+    report["max_real_time_streams_partials"] = best_partials
+    print(f"largest N in real time: {best} (p99 of all words < 1 s); {best_partials} (p99 of words first shown "
+          f"in a partial < 1 s; both with the batch less than 1 s late at the end)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     return 0
