@@ -147,11 +147,12 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
 
     Returns None when there is no loop. A loop is a run of copies of one n-gram that lasts until the
     hypothesis ends (the token budget or the window cut it, maybe mid-copy, maybe with a stray last
-    word: "Fail better Fail better ... Better"). One word may occur twice in a row ("no, no"), longer
-    n-grams once, and so may a number or spelled string of three or more characters ("5-2-1-60-55.
-    5-2-1-60-55": one reading of one string said once, read twice by a decoder that found no way out). Repeats followed by other words ("words words words and ...") are speech, not a
-    loop, unless `anywhere` (for a hypothesis known to be degenerate, e.g. one that hit its token
-    budget): then the first surplus repeat anywhere counts.
+    word: "Fail better Fail better ... Better"). One word may occur twice in a row ("no, no"); longer
+    n-grams, and numbers or spelled strings of three or more characters, only once: "5-2-1-60-55.
+    5-2-1-60-55" is one string said once and read twice by a decoder that found no way out. Repeats
+    followed by other words ("words words words and ...") are speech, not a loop, unless `anywhere` (for
+    a hypothesis known to be degenerate, e.g. one that hit its token budget): then the first surplus
+    repeat anywhere counts.
     """
     keys = _keys(words)
     for start in range(len(keys)):
