@@ -309,9 +309,9 @@ class BatchScheduler:
     60 ms without), so when the batch falls behind they are the first thing to give up, as the CPU
     recognizer's ladder gives up its beam under load: the lag stays bounded and finals still come.
     H100, 400 streams, p99 over all words (before the batch transfer fix of session 7): 1.37 s always
-    beam, 1.19 s at 0.5 s (5 % of finals greedy),
-    1.09 s at 0.25 s (44 %); but 0.25 s also takes the beam from 204 of the finals of 159 sessions
-    that start at once (WER 7.48 -> 8.42 %), 0.5 s from 18 (7.68 %)."""
+    beam, 1.19 s at 0.5 s (5 % of finals greedy), 1.09 s at 0.25 s (44 %); but 0.25 s also takes the
+    beam from 204 of the finals of 159 sessions that start at once (WER 7.48 -> 8.42 %), 0.5 s from 18
+    (7.68 %)."""
 
     def __init__(self, max_batch: int = 512, greedy_late_s: float | None = 0.5) -> None:
         if max_batch < 1:
