@@ -340,7 +340,7 @@ def main() -> int:
     config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
                                prompt_chars=args.prompt_chars,
                                vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
-    greedy_late = None if args.greedy_late_s is not None and args.greedy_late_s < 0 else args.greedy_late_s
+    greedy_late = None if args.greedy_late_s < 0 else args.greedy_late_s
     vad = args.pack / "silero_vad.onnx"
     if engine is not None:
         engine.transcribe([speech[names[0]].astype(np.float32) / 32767] * 8,  # warm-up: kernels, allocator

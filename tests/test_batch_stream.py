@@ -55,7 +55,7 @@ def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -
     final = stream.request()
     assert final is not None and final.final
     assert final.due_s == pytest.approx(10.0 - (60 - 50) * 512 / 16000, abs=1e-6), "due when its end arrived"
-    assert not any(r.beam is False for r in BatchScheduler().pick([final], now_s=10.1))
+    assert all(r.beam for r in BatchScheduler().pick([final], now_s=10.1)), "not late: keeps its beam"
     on_time = BatchStream(1, origin_s=5.0)
     on_time.accept(np.zeros(16000, np.float32))
     on_time.arrived(5.9)  # one second of audio by 0.9 s after opening: faster than real time
