@@ -3,6 +3,11 @@
     .venv/bin/python bench/stt_offline.py                       # tiny.en, all dev files
     .venv/bin/python bench/stt_offline.py --model base --limit 40
     .venv/bin/python bench/stt_offline.py --systems ours-int8,fw-int8 --window-sweep
+    python bench/stt_offline.py --model-dir ONNX --speech-pack .gpu --systems ours-cuda,ours-fp32,ours-int8
+
+On a GPU host without network (the last line): `python -m rtaudio_models.whisper.export .gpu/whisper-tiny.en
+ONNX` writes the ONNX graphs from the model `tools/gpu_pack.py` packed, and `--speech-pack` reads the dev
+speech and transcripts from that pack; `ours-cuda` is the fp32 graphs on onnxruntime's CUDA provider.
 
 For each system: real-time factor (wall time / audio time; systems take turns file by file, 2 threads)
 and WER per file group and pooled (tools/wer.py normalisation). Decoding settings are the same on
@@ -26,18 +31,19 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rtaudio.io.files import read_audio  # noqa: E402
 from rtaudio.modelstore import ensure_model  # noqa: E402
 from rtaudio.stt.decoding import DecodeOptions  # noqa: E402
 from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer  # noqa: E402
-from tools.wer import as_json, format_table, read_manifest, score, speech_dir  # noqa: E402
+from tools.wer import Utterance, as_json, format_table, read_manifest, score, speech_dir  # noqa: E402
 
 THREADS = 2
 Transcriber = Callable[[np.ndarray], str]
 
 
-def ours(folder: Path, config: RecognizerConfig, language: str | None) -> Transcriber:
+def ours(folder: Path, config: RecognizerConfig, language: str | None, cross_on_host: bool = False) -> Transcriber:
     recognizer = WhisperRecognizer.from_folder(folder, config)
+    if cross_on_host:  # the CUDA path before its io binding: cross K/V fed back as numpy every step
+        recognizer.backend.cross_device = None  # type: ignore[attr-defined]
     options = DecodeOptions(language=language)
     return lambda audio: recognizer.transcribe(audio, options).text
 
@@ -73,12 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="only the first N files of each group (0 = all)")
     p.add_argument("--manifest", type=Path, default=speech_dir() / "dev" / "manifest.tsv")
     p.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "stt_offline.json")
+    p.add_argument("--model-dir", type=Path, help="ONNX graphs from this folder instead of the model store")
+    p.add_argument("--speech-pack", type=Path, help="speech.npz and refs.json from tools/gpu_pack.py instead of --manifest")
     args = p.parse_args(argv)
 
-    folder = ensure_model(args.model)
+    folder = args.model_dir or ensure_model(args.model)
     multilingual = json.loads((folder / "whisper.json").read_text())["dims"]["n_vocab"] >= 51865
     language = "en" if multilingual else None  # the dev set is English: no detection on either side
-    utterances = read_manifest(args.manifest)
+    if args.speech_pack:
+        packed = np.load(args.speech_pack / "speech.npz")
+        refs = json.loads((args.speech_pack / "refs.json").read_text())
+        utterances = [Utterance(f, packed[f].size / 16000, r["transcript"]) for f, r in refs.items()]
+    else:
+        utterances = read_manifest(args.manifest)
     if args.limit:
         seen: dict[str, int] = {}
         kept = []
@@ -88,13 +101,21 @@ def main(argv: list[str] | None = None) -> int:
             if seen[g] <= args.limit:
                 kept.append(u)
         utterances = kept
-    audio = {u.file: read_audio(args.manifest.parent / u.file, target_rate_hz=16000)[0] for u in utterances}
+    if args.speech_pack:
+        audio = {u.file: packed[u.file].astype(np.float32) / 32767 for u in utterances}
+    else:
+        from rtaudio.io.files import read_audio  # soundfile: absent on GPU hosts, where --speech-pack serves
+
+        audio = {u.file: read_audio(args.manifest.parent / u.file, target_rate_hz=16000)[0] for u in utterances}
     total_s = sum(a.size for a in audio.values()) / 16000
 
     factories: dict[str, Callable[[], Transcriber]] = {
-        "ours-int8": lambda: ours(folder, RecognizerConfig(precision="int8", threads=THREADS), language),
-        "ours-fp32": lambda: ours(folder, RecognizerConfig(precision="fp32", threads=THREADS), language),
-        "fw-int8": lambda: faster_whisper(folder / "raw", "int8", language),
+        "ours-int8": lambda: ours(folder, RecognizerConfig(precision="int8", threads=THREADS, device="cpu"), language),
+        "ours-fp32": lambda: ours(folder, RecognizerConfig(precision="fp32", threads=THREADS, device="cpu"), language),
+        "ours-cuda": lambda: ours(folder, RecognizerConfig(precision="fp32", device="cuda"), language),
+        "ours-cuda-int8": lambda: ours(folder, RecognizerConfig(precision="int8", device="cuda"), language),
+        "ours-cuda-numpy": lambda: ours(folder, RecognizerConfig(precision="fp32", device="cuda"), language, True),
+        "fw-int8": lambda: faster_whisper(folder / "raw", "int8", language),  # needs the store's folder
         "fw-fp32": lambda: faster_whisper(folder / "raw", "float32", language),
     }
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]

@@ -16,6 +16,9 @@ of the largest window and then stays flat (measured: +45 MB, flat after the firs
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import threading
 from pathlib import Path
@@ -26,8 +29,11 @@ from rtaudio.errors import ConfigError, ModelError
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
+log = logging.getLogger("rtaudio.onnx")
+
 _lock = threading.Lock()
 _shared_arena: bool | None = None  # None: not tried yet; False: this onnxruntime refused it
+_cuda_preloaded = False
 
 
 def _register_shared_arena(ort: Any) -> bool:
@@ -42,6 +48,25 @@ def _register_shared_arena(ort: Any) -> bool:
             except Exception:  # an onnxruntime without env allocators: per-session arenas
                 _shared_arena = False
         return _shared_arena
+
+
+def _preload_cuda(ort: Any) -> None:
+    """Load the CUDA and cuDNN libraries that pip installed beside onnxruntime-gpu (the nvidia-* packages of
+    its `cuda`/`cudnn` extras): they are not on the loader's path, so without this the CUDA provider fails
+    to load unless PyTorch happened to load them first. onnxruntime prints its findings; they go to the log."""
+    global _cuda_preloaded
+    with _lock:
+        if _cuda_preloaded or not hasattr(ort, "preload_dlls"):  # onnxruntime < 1.21: the loader's path only
+            return
+        _cuda_preloaded = True
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                ort.preload_dlls(msvc=False)
+        except Exception as e:  # a library it could not find is found (or not) by the loader below
+            out.write(str(e))
+        if out.getvalue().strip():
+            log.debug("onnxruntime preload_dlls: %s", out.getvalue().strip())
 
 
 def nvidia_driver_present() -> bool:
@@ -82,10 +107,21 @@ def open_session(path: Path, what: str, threads: int = 1, spin: bool = False, de
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.enable_mem_pattern = False
+    opts.log_severity_level = 3  # errors only: its warnings (e.g. "Memcpy nodes are added") are not the user's to act on
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if _register_shared_arena(ort):
         opts.add_session_config_entry("session.use_env_allocators", "1")
+    if CUDA_PROVIDER in providers:
+        _preload_cuda(ort)
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own untyped errors
         raise ModelError(f"cannot load {what} from {path}: {e}") from e
+    if CUDA_PROVIDER in providers and CUDA_PROVIDER not in session.get_providers():
+        # onnxruntime falls back to the CPU when the CUDA libraries do not load, and only logs it
+        message = (f"onnxruntime could not start its CUDA provider for {what} (CUDA 13 / cuDNN 9 libraries missing? "
+                   "pip install 'rtaudio[gpu]' brings them)")
+        if device == "cuda":
+            raise ConfigError(message)
+        log.warning("%s; running on the CPU", message)
+    return session

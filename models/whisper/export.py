@@ -133,18 +133,12 @@ def quantize_int8(src: Path, dst: Path) -> None:
         root.setLevel(level)
 
 
-def convert(raw_dir: Path, out_dir: Path, show_progress: bool = True) -> None:
-    """Model-store converter: raw CTranslate2 files in `raw_dir` -> runtime files in `out_dir`."""
-    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    raw_config = json.loads((raw_dir / "config.json").read_text())
-    steps = ["read weights", "export encoder", "export decoder", "int8 encoder", "int8 decoder", "write config"]
-    with Progress("convert whisper", len(steps), unit="steps", enabled=show_progress) as bar, torch.no_grad():
-        try:
-            model = whisper_from_ct2(read_ct2_model(model_bin_parts(raw_dir)))
-        except (Ct2FormatError, FileNotFoundError, KeyError, ValueError) as e:
-            raise ModelIntegrityError(f"cannot read the CTranslate2 Whisper weights in {raw_dir}: {e}") from e
-        heads = [(int(layer), int(head)) for layer, head in raw_config["alignment_heads"]]
-        bar.update(1)
+def write_runtime_folder(model: Whisper, heads: list[tuple[int, int]], suppress: dict[str, list[int]],
+                         tokenizer: Path, out_dir: Path, show_progress: bool = True) -> None:
+    """Export `model` to the runtime files in `out_dir` (module docstring): fp32 and int8 graphs, the tokenizer
+    and whisper.json with `suppress` (suppress_ids, suppress_ids_begin, lang_ids)."""
+    steps = ["export encoder", "export decoder", "int8 encoder", "int8 decoder", "write config"]
+    with Progress("export whisper", len(steps), unit="steps", enabled=show_progress) as bar, torch.no_grad():
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="whisper-export-") as tmp:
             enc, dec = Path(tmp) / "encoder.onnx", Path(tmp) / "decoder.onnx"
@@ -158,17 +152,47 @@ def convert(raw_dir: Path, out_dir: Path, show_progress: bool = True) -> None:
             bar.update(1)
             shutil.move(enc, out_dir / "encoder.onnx")
             shutil.move(dec, out_dir / "decoder.onnx")
-        shutil.copyfile(raw_dir / "tokenizer.json", out_dir / "tokenizer.json")
+        shutil.copyfile(tokenizer, out_dir / "tokenizer.json")
         config = {
             "format_version": FORMAT_VERSION,
             "dims": dataclasses.asdict(model.dims),
             "alignment_heads": [list(h) for h in heads],
-            "suppress_ids": raw_config.get("suppress_ids", []),
-            "suppress_ids_begin": raw_config.get("suppress_ids_begin", []),
-            "lang_ids": raw_config.get("lang_ids", []),
+            **{key: list(suppress.get(key, [])) for key in ("suppress_ids", "suppress_ids_begin", "lang_ids")},
             "files": {"fp32": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
                       "int8": {"encoder": "encoder.int8.onnx", "decoder": "decoder.int8.onnx"}},
             "io": io_names(model.dims.n_text_layer),
         }
         (out_dir / CONFIG_NAME).write_text(json.dumps(config, indent=1))
         bar.update(1)
+
+
+def convert(raw_dir: Path, out_dir: Path, show_progress: bool = True) -> None:
+    """Model-store converter: raw CTranslate2 files in `raw_dir` -> runtime files in `out_dir`."""
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    raw_config = json.loads((raw_dir / "config.json").read_text())
+    try:
+        model = whisper_from_ct2(read_ct2_model(model_bin_parts(raw_dir)))
+    except (Ct2FormatError, FileNotFoundError, KeyError, ValueError) as e:
+        raise ModelIntegrityError(f"cannot read the CTranslate2 Whisper weights in {raw_dir}: {e}") from e
+    heads = [(int(layer), int(head)) for layer, head in raw_config["alignment_heads"]]
+    write_runtime_folder(model, heads, raw_config, raw_dir / "tokenizer.json", out_dir, show_progress)
+
+
+def convert_compact(pack_dir: Path, out_dir: Path, show_progress: bool = True) -> None:
+    """Runtime files from a folder packed by `tools/gpu_pack.py` (fp16 parts, sha256-checked): how a GPU host
+    without network gets the ONNX graphs for onnxruntime's CUDA provider. Weights are fp16-rounded."""
+    from rtaudio_models.whisper.batched import load_compact
+
+    pack_dir, out_dir = Path(pack_dir), Path(out_dir)
+    info = json.loads((pack_dir / CONFIG_NAME).read_text())
+    model = load_compact(pack_dir)
+    heads = [(int(layer), int(head)) for layer, head in info["alignment_heads"]]
+    write_runtime_folder(model, heads, info, pack_dir / "tokenizer.json", out_dir, show_progress)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m rtaudio_models.whisper.export PACK_DIR OUT_DIR  (PACK_DIR from tools/gpu_pack.py)")
+    convert_compact(Path(sys.argv[1]), Path(sys.argv[2]))

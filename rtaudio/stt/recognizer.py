@@ -35,8 +35,8 @@ SILENCE_RMS = 10 ** (-75 / 20)  # below -75 dBFS RMS a window is silence: the mo
 
 @dataclass(frozen=True)
 class RecognizerConfig:
-    precision: str = "int8"
-    """"int8" (weight MatMuls quantized) or "fp32"."""
+    precision: str = "auto"
+    """"int8" (weight MatMuls quantized), "fp32", or "auto": int8 on the CPU, fp32 on a CUDA GPU."""
     threads: int = 2
     """onnxruntime intra-op threads of the encoder (one large call per window)."""
     decoder_threads: int = 1
@@ -53,7 +53,7 @@ class RecognizerConfig:
     """Always encode 30 s (Whisper's training condition; slowest, reference accuracy)."""
     device: str = "auto"
     """Where the encoder and decoder run: "auto" (a CUDA GPU where onnxruntime-gpu is installed, else the
-    CPU), "cpu" or "cuda". On a GPU use precision "fp32": the int8 kernels are CPU ones."""
+    CPU), "cpu" or "cuda"."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

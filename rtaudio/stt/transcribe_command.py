@@ -10,6 +10,7 @@ from pathlib import Path
 from rtaudio.errors import ConfigError
 from rtaudio.onnx_session import DEVICES
 from rtaudio.stt.decoding import DecodeOptions
+from rtaudio.stt.onnx_whisper import PRECISIONS
 from rtaudio.stt.results import Transcript
 from rtaudio.stt.subtitles import build_cues, to_srt, to_vtt
 
@@ -30,9 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", help="initial prompt: names, spelling, style")
     parser.add_argument("--hotwords", help="words to favour")
     parser.add_argument("--word-timestamps", action="store_true", help="per-word times in json (on for srt/vtt)")
-    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: int8 on the CPU, fp32 on a GPU")
     parser.add_argument("--onnx-device", choices=DEVICES, default="auto",
-                        help="where Whisper runs: auto = a CUDA GPU if onnxruntime-gpu is installed (use --precision fp32)")
+                        help="where Whisper runs: auto = a CUDA GPU if onnxruntime-gpu is installed")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
