@@ -124,12 +124,13 @@ def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: li
     return {"sessions": sessions, "ticks": ticks, "t0": t0, "duration_s": duration_s}
 
 
-def _serve(pack: Path, model: str, port: int, max_sessions: int, processes: int = 1) -> subprocess.Popen:
-    """`rtaudio serve` with the batched backend on the pack's model, in `processes` processes of its own;
-    returns once every one of them answers."""
+def _serve(pack: Path, model: str, port: int, max_sessions: int, processes: int = 1,
+           engine_per_process: bool = False) -> subprocess.Popen:
+    """`rtaudio serve` with the batched backend on the pack's model, in `processes` processes of its own
+    (sharing one engine process unless `engine_per_process`); returns once every one of them answers."""
     cmd = [sys.executable, "-m", "rtaudio.cli", "serve", "--port", str(port), "--stt-backend", "batched",
            "--batched-pack", str(pack), "--model", model, "--max-sessions", str(max_sessions), "--decode-workers", "8",
-           "--processes", str(processes)]
+           "--processes", str(processes)] + (["--engine-per-process"] if engine_per_process else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 300
@@ -317,6 +318,8 @@ def main() -> int:
                     help="through `rtaudio serve --stt-backend batched` on loopback: N websocket clients")
     ap.add_argument("--client-procs", type=int, default=8, help="processes the --server clients run in")
     ap.add_argument("--server-processes", type=int, default=1, help="`rtaudio serve --processes` for --server")
+    ap.add_argument("--engine-per-process", action="store_true",
+                    help="--server with several processes: an engine in each (before session 8) instead of one shared")
     ap.add_argument("--port", type=int, default=8799)
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
     ap.add_argument("--wer-only", action="store_true", help="only the WER run (no --streams runs)")
@@ -352,7 +355,8 @@ def main() -> int:
              else f"CUDA graphs {'on' if args.graphs else 'off'}"))
     print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
-    server = _serve(args.pack, args.model, args.port, max(args.streams) + 8, args.server_processes) if args.server else None
+    server = (_serve(args.pack, args.model, args.port, max(args.streams) + 8, args.server_processes, args.engine_per_process)
+              if args.server else None)
     try:
         for n in [] if args.wer_only or args.wer_finals else args.streams:
             if server is not None:
@@ -388,7 +392,8 @@ def main() -> int:
             server.terminate()
             server.wait(30)
     report = {"model": args.model, "device": gpu, "through_server": args.server,
-              "server_processes": args.server_processes if args.server else None, "partial_interval_ms": args.partial_interval_ms,
+              "server_processes": args.server_processes if args.server else None,
+              "engine_per_process": args.engine_per_process if args.server else None, "partial_interval_ms": args.partial_interval_ms,
               "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}
     if args.wer or args.wer_only or args.wer_finals:

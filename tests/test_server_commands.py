@@ -114,6 +114,34 @@ def test_serve_on_several_processes_sharing_the_port(speech_dir: Path, speech_ma
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "a server process outlived the first"
 
 
+def test_several_processes_share_one_batched_engine(speech_dir: Path, speech_manifest: dict[str, str]) -> None:
+    """`--processes 2 --stt-backend batched`: one engine process holds the model (here PyTorch on the CPU) and
+    decodes for both server processes, which never load it; clients of either get their captions; stopping
+    the server stops the engine process too."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "serve", "--port", str(port), "--processes", "2",
+                               "--stt-backend", "batched", "--decode-workers", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids.add(int(_health(port, server)["process"]))  # type: ignore[call-overload]
+        assert len(pids) == 2 and server.pid in pids, pids
+        for _ in range(3):
+            _caption_file(f"ws://127.0.0.1:{port}/v1/stream", speech_dir, speech_manifest)
+        children = {int(c) for c in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()}
+        engine = [c for c in children if "libtorch" in Path(f"/proc/{c}/maps").read_text()]
+        assert len(engine) == 1, children  # one process holds the model (PyTorch) ...
+        for pid in pids:  # ... and the front-ends decode nothing themselves
+            assert "libtorch" not in Path(f"/proc/{pid}/maps").read_text(), pid
+    finally:
+        code = _stop(server, signal.SIGTERM)
+    assert code == 0
+    time.sleep(1.0)
+    assert not [pid for pid in pids | set(engine) if Path(f"/proc/{pid}").exists()], "a process outlived the server"
+
+
 def test_demo_captions_its_recording() -> None:
     done = rtaudio("demo", "--port", "0", "--once", "--fast")
     assert done.returncode == 0, done.stderr

@@ -9,9 +9,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from rtaudio.server.config import AssistantServiceConfig, ServerConfig, ServerLimits
+from rtaudio.server.engine import resolve_backend
 
 HELP = "serve live captions and speech over websockets + HTTP (browser page at /)"
 
@@ -65,6 +67,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
                         batched_pack=args.batched_pack, preload_voice=not args.batched_pack,
                         models=tuple(args.models or d.models), voices=tuple(args.voices or d.voices), limits=limits,
                         allowed_origins=tuple(args.origins or ()), processes=getattr(args, "processes", 1),
+                        shared_engine=not getattr(args, "engine_per_process", False),
                         assistant=AssistantServiceConfig(args.responder, args.llm_base_url, args.llm_model,
                                                          args.llm_api_key_env))
 
@@ -75,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="server processes sharing the port, each with its own models and sessions (limits "
                              "apply per process); for more live sessions than one Python process can parse, "
                              "e.g. the batched backend on a GPU (default 1)")
+    parser.add_argument("--engine-per-process", action="store_true",
+                        help="with --processes and the batched backend: an engine in each process instead of one "
+                             "engine process that batches every process's sessions together")
 
 
 async def serve(config: ServerConfig, while_serving: Callable[[str], Coroutine[Any, Any, None]] | None = None,
@@ -113,8 +119,11 @@ async def serve(config: ServerConfig, while_serving: Callable[[str], Coroutine[A
 
 def run(args: argparse.Namespace) -> int:
     config = server_config(args)
-    others = [multiprocessing.get_context("spawn").Process(target=_serve_quietly, args=(config,), daemon=True)
-              for _ in range(config.processes - 1)]
+    spawn = multiprocessing.get_context("spawn")
+    host = None
+    if config.processes > 1 and config.shared_engine and resolve_backend(config.stt_backend) == "batched":
+        config, host = _start_engine_host(config, spawn)
+    others = [spawn.Process(target=_serve_quietly, args=(config,), daemon=True) for _ in range(config.processes - 1)]
     for p in others:
         p.start()
     try:
@@ -126,7 +135,25 @@ def run(args: argparse.Namespace) -> int:
             p.join(config.shutdown_grace_s + 5.0)
             if p.is_alive():
                 p.kill()
+        if host is not None:  # after the front-ends: their last finals decode there
+            host.terminate()
+            host.join(5.0)
     return 0
+
+
+def _start_engine_host(config: ServerConfig, spawn: Any) -> tuple[ServerConfig, Any]:
+    """Start the one engine process of `--processes N` (batched backend) and wait until its models are loaded."""
+    from rtaudio.stt.engine_host import EngineAddress, run_engine_host
+
+    address = EngineAddress.fresh()
+    ready = spawn.Event()
+    host = spawn.Process(target=run_engine_host, name="rtaudio-engine", daemon=True,
+                         args=(list(config.models), address, config.batched_pack, "auto", ready))
+    host.start()
+    while not ready.wait(0.5):
+        if not host.is_alive():
+            raise SystemExit(f"the engine process failed to start (exit code {host.exitcode}); see its log above")
+    return replace(config, engine_address=address), host
 
 
 def _serve_quietly(config: ServerConfig) -> None:

@@ -271,7 +271,13 @@ class ServerConfig:
     Python process parses every message of its sessions under one interpreter lock: with the batched
     backend it keeps ~50 live sessions in real time however fast the GPU is. Each process has its own
     models (and batch loop), sessions and metrics; limits such as `max_sessions` are per process, and a
-    caption channel can be watched only through the process that serves its session."""
+    caption channel can be watched only through the process that serves its session. With the batched
+    backend the processes share one engine process (`shared_engine`)."""
+    shared_engine: bool = True
+    """With several processes and the batched backend: one engine process owns the GPU and decodes every
+    process's windows as one batch (`rtaudio.stt.engine_host`); False: an engine in each process."""
+    engine_address: Any = None
+    """Set by `rtaudio serve` when it started the shared engine process (an `EngineAddress`), not by users."""
     voices: tuple[str, ...] = ("piper-joe",)
     preload_voice: bool = True
     demo_audio: str | None = None

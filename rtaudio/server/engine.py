@@ -142,10 +142,14 @@ class ModelHub:
         """The shared `BatchService` of model `name` (loads it on first use; call from a worker)."""
         with self._lock:
             if name not in self._batch_services:
-                from rtaudio.stt.batch_service import load_service
+                from rtaudio.stt.batch_service import load_service, remote_service
 
                 pack = Path(self.config.batched_pack) if self.config.batched_pack else None
-                self._batch_services[name] = load_service(name, clock=self.clock, pack=pack)
+                if self.config.engine_address is not None:  # the engine of `serve --processes N`, shared
+                    self._batch_services[name] = remote_service(name, self.config.engine_address, clock=self.clock,
+                                                                pack=pack)
+                else:
+                    self._batch_services[name] = load_service(name, clock=self.clock, pack=pack)
             return self._batch_services[name]
 
     def close(self) -> None:

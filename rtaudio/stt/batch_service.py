@@ -10,6 +10,7 @@ a caller adding audio never waits for the GPU.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import threading
@@ -24,6 +25,8 @@ from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption
 from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner
 from rtaudio.stt.batch_stream import SAMPLE_RATE_HZ, BatchScheduler, BatchStream, BatchStreamConfig
+from rtaudio.stt.engine_host import EngineAddress, RemoteEngine
+from rtaudio.stt.tokenizer import WhisperTokenizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 
 log = logging.getLogger("rtaudio.stt.batch")
@@ -78,6 +81,9 @@ class BatchService:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        close = getattr(self.runner.engine, "close", None)  # a RemoteEngine's pipe and shared memory
+        if close is not None:
+            close()
 
     @property
     def streams(self) -> int:
@@ -187,30 +193,55 @@ class BatchSession:
         return self.stream.segment_id
 
 
-def load_service(model: str, device: str = "auto", config: BatchStreamConfig | None = None,
-                 clock: Clock | None = None, pack: Path | None = None) -> BatchService:
-    """The batched PyTorch backend for a model: CUDA with fp16 and CUDA graphs where torch sees a GPU
-    ("auto"), else the CPU (slow; for tests). The model comes from the store (fetched and converted on first
-    use) or, on a GPU host without network, from `pack`, a folder written by `tools/gpu_pack.py`."""
+def model_paths(model: str, pack: Path | None = None) -> tuple[Path, Path]:
+    """(Whisper model folder, Silero VAD file) from the store (fetched and converted on first use) or, on a GPU
+    host without network, from `pack`, a folder written by `tools/gpu_pack.py`."""
+    from rtaudio.modelstore import ensure_model
+
+    if pack is not None:
+        if not (pack / model / "compact.json").exists():
+            raise ModelNotFetchedError(f"{pack / model} holds no packed model (python tools/gpu_pack.py --model {model})")
+        return pack / model, pack / "silero_vad.onnx"
+    return ensure_model(model), ensure_model("silero-vad") / "raw" / "silero_vad.onnx"
+
+
+def load_engine_for(model: str, device: str = "auto", pack: Path | None = None) -> BatchEngine:
+    """The batched PyTorch engine of a model, warmed up: CUDA with fp16 and CUDA graphs where torch sees a GPU
+    ("auto"), else the CPU (slow; for tests)."""
     try:
         import torch
         from rtaudio_models.whisper.batched import load_engine
     except ImportError as e:
         raise BackendError(f"the batched backend needs PyTorch and rtaudio_models (pip install 'rtaudio[export]'): {e}") from e
-    from rtaudio.modelstore import ensure_model
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if pack is not None:
-        if not (pack / model / "compact.json").exists():
-            raise ModelNotFetchedError(f"{pack / model} holds no packed model (python tools/gpu_pack.py --model {model})")
-        folder, vad_path = pack / model, pack / "silero_vad.onnx"
-    else:
-        folder, vad_path = ensure_model(model), ensure_model("silero-vad") / "raw" / "silero_vad.onnx"
-    engine, decode = load_engine(folder, device)
-    vad = BatchedVad(vad_path, threads=min(8, os.cpu_count() or 1), chunk=48)
+    engine, _ = load_engine(model_paths(model, pack)[0], device)
     engine.transcribe([np.zeros(SAMPLE_RATE_HZ, np.float32)])  # first-call set-up (kernels, graphs) now
-    return BatchService(engine, decode, vad, config, clock=clock)
+    return engine
+
+
+def _service(engine: BatchEngine, model: str, pack: Path | None, config: BatchStreamConfig | None,
+             clock: Clock | None) -> BatchService:
+    """A service on `engine` with the model's tokenizer and its own batched VAD."""
+    folder, vad_path = model_paths(model, pack)
+    info = json.loads((folder / "whisper.json").read_text())
+    tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
+    vad = BatchedVad(vad_path, threads=min(8, os.cpu_count() or 1), chunk=48)
+    return BatchService(engine, tokenizer.decode, vad, config, clock=clock)
+
+
+def load_service(model: str, device: str = "auto", config: BatchStreamConfig | None = None,
+                 clock: Clock | None = None, pack: Path | None = None) -> BatchService:
+    """The batched backend for a model in this process (see `load_engine_for` and `model_paths`)."""
+    return _service(load_engine_for(model, device, pack), model, pack, config, clock)
+
+
+def remote_service(model: str, address: EngineAddress, config: BatchStreamConfig | None = None,
+                   clock: Clock | None = None, pack: Path | None = None) -> BatchService:
+    """The batched backend for a model whose engine runs in an `EngineHost` process (`serve --processes N`):
+    sessions, VAD and scheduling here, the GPU batch there. No PyTorch in this process."""
+    return _service(RemoteEngine(address, model), model, pack, config, clock)
 
 
 def cuda_available() -> bool:

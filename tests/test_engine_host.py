@@ -1,0 +1,105 @@
+"""One engine process behind several server processes: what front-ends get, and what one can't break."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from rtaudio.errors import BackendError, ModelNotFetchedError
+from rtaudio.modelstore import model_dir
+from rtaudio.stt.batch_service import load_engine_for
+from rtaudio.stt.engine_host import EngineAddress, EngineHost, RemoteEngine
+from rtaudio.stt.textnorm import normalize_english
+from rtaudio.stt.tokenizer import WhisperTokenizer
+
+MODEL = "whisper-tiny.en"
+
+
+@pytest.fixture(scope="module")
+def engine() -> object:
+    try:
+        model_dir(MODEL)
+    except ModelNotFetchedError as e:
+        pytest.skip(f"{e}")
+    return load_engine_for(MODEL, "cpu")
+
+
+@pytest.fixture()
+def host(engine: object, tmp_path: Path) -> Iterator[EngineHost]:
+    h = EngineHost({MODEL: engine}, EngineAddress.fresh(str(tmp_path)))
+    yield h
+    h.stop()
+
+
+def _wait_for_requests(host: EngineHost, n: int) -> None:
+    """Until `n` front-ends are connected and each has a round waiting (so one pass takes them all)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with host._lock:
+            conns = list(host._conns)
+        if len(conns) >= n and sum(c.poll() for c in conns) >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError("front-ends did not send their rounds")
+
+
+def _text(tokens: list[int]) -> str:
+    info = json.loads((model_dir(MODEL) / "whisper.json").read_text())
+    tok = WhisperTokenizer.from_file(model_dir(MODEL) / "tokenizer.json", info["dims"]["n_vocab"])
+    return normalize_english(tok.decode(tokens))
+
+
+def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(engine: object, host: EngineHost,
+                                                                             speech_dir: Path) -> None:
+    """Two front-ends send a round each while the host is busy: the next pass decodes both together, and each
+    gets exactly what the engine gives for that merged batch (16-bit audio, as read from the file, is exact)."""
+    jfk = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0]
+    libri = sf.read(speech_dir / "librispeech_1988-24833-0000.flac", dtype="float32")[0]
+    rounds = [([jfk[: 3 * 16000], jfk[: 11 * 16000]], [False, True]), ([libri[: 4 * 16000]], [True])]
+    results: list[list[list[int]] | None] = [None, None]
+
+    def front_end(i: int) -> None:
+        remote = RemoteEngine(host.address, MODEL)
+        try:
+            results[i] = remote.transcribe(rounds[i][0], finals=rounds[i][1])
+        finally:
+            remote.close()
+
+    threads = [threading.Thread(target=front_end, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    _wait_for_requests(host, 2)
+    assert host.serve_once() == 2 and host.passes == 1
+    for t in threads:
+        t.join(60)
+    direct = engine.transcribe(rounds[0][0] + rounds[1][0], finals=rounds[0][1] + rounds[1][1])  # type: ignore[attr-defined]
+    assert results[0] == direct[:2] and results[1] == direct[2:]
+    assert _text(direct[0]).startswith("and so my fellow americans") and "ask not" in _text(direct[1])
+
+
+def test_a_front_end_that_leaves_or_errs_costs_only_itself(host: EngineHost, speech_dir: Path) -> None:
+    """A front-end that disconnects with a round in flight, one asking for a model the host does not have,
+    and a caller without the key: the host serves the well-behaved front-end before and after each."""
+    audio = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0][: 3 * 16000]
+    good = RemoteEngine(host.address, MODEL)
+    server = threading.Thread(target=host.serve_forever, daemon=True)
+    server.start()
+    try:
+        first = good.transcribe([audio])
+        leaver = RemoteEngine(host.address, MODEL)
+        leaver._conn.send(("transcribe", MODEL, leaver._shm.name, [audio.size], None, None))
+        leaver.close()  # gone before its reply: the host's send fails, it drops this front-end
+        with pytest.raises(BackendError, match="does not serve model 'whisper-base'"):
+            RemoteEngine(host.address, "whisper-base").transcribe([audio])
+        with pytest.raises(BackendError, match="cannot reach"):
+            RemoteEngine(EngineAddress(host.address.address, b"wrong key"), MODEL)
+        assert good.transcribe([audio]) == first
+        assert _text(first[0]).startswith("and so my fellow americans")
+    finally:
+        good.close()
