@@ -75,9 +75,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser)
     parser.add_argument("--processes", type=int, default=1, metavar="N",
-                        help="server processes sharing the port, each with its own models and sessions (limits "
-                             "apply per process); for more live sessions than one Python process can parse, "
-                             "e.g. the batched backend on a GPU (default 1)")
+                        help="server processes sharing the port, each with its own sessions (limits apply per "
+                             "process); for more live sessions than one Python process can parse, e.g. the batched "
+                             "backend on a GPU, where they share one engine process (default 1)")
     parser.add_argument("--engine-per-process", action="store_true",
                         help="with --processes and the batched backend: an engine in each process instead of one "
                              "engine process that batches every process's sessions together")
