@@ -260,6 +260,27 @@ def test_unknown_model_is_refused_with_stable_code(server: BackgroundServer) -> 
         asyncio.run(StreamClient.connect(server.ws_url + "/nowhere", {}, token=TOKEN))
 
 
+def test_a_session_that_names_no_model_gets_the_servers_first() -> None:
+    """A server of whisper-base only: a client that names no model is served base (it was refused with
+    "whisper-tiny.en is not served here"), one that names tiny.en is refused, on every protocol."""
+    async def started(srv: BackgroundServer, config: dict) -> str:
+        async with await StreamClient.connect(url(srv), config) as client:
+            return str(client.session["config"]["model"])
+
+    async def deepgram(srv: BackgroundServer) -> dict:
+        async with websockets.connect(srv.ws_url + "/v1/listen?encoding=linear16&sample_rate=16000") as ws:
+            await ws.send(json.dumps({"type": "CloseStream"}))
+            return dict(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+
+    with BackgroundServer(ServerConfig(port=0, models=("whisper-base",), preload_voice=False)) as srv:
+        assert asyncio.run(started(srv, {})) == "whisper-base"
+        with pytest.raises(Exception) as e:
+            asyncio.run(started(srv, {"model": "whisper-tiny.en"}))
+        assert getattr(e.value, "code", "") == "unknown_model"
+        metadata = asyncio.run(deepgram(srv))
+        assert metadata.get("type") == "Metadata" and "error" not in json.dumps(metadata).lower(), metadata
+
+
 def test_tls_and_session_limit(tmp_path: Path) -> None:
     import shutil
     import ssl

@@ -33,7 +33,7 @@ from rtaudio.server.admission import AdmissionControl
 from rtaudio.server.assistant_protocol import AssistantProtocol
 from rtaudio.server.assistant_session import AssistantSession
 from rtaudio.server.broadcast import CaptionBroadcast
-from rtaudio.server.config import ServerConfig
+from rtaudio.server.config import ServerConfig, SessionConfig
 from rtaudio.server.connection import ConnectionGone, IdleTimeout, WebSocket, make_protocol
 from rtaudio.server.deepgram import DeepgramProtocol
 from rtaudio.server.engine import ModelHub, WorkerPools
@@ -69,10 +69,12 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 WireFactory = Callable[[HttpRequest, Any], Wire]
 
 WEBSOCKET_ROUTES: dict[str, Callable[..., Wire]] = {
-    "/v1/stream": lambda req, limits, clock: SessionProtocol(limits, clock),
-    "/v1/realtime": lambda req, limits, clock: RealtimeProtocol(limits, clock, query=req.query),
-    "/v1/listen": lambda req, limits, clock: DeepgramProtocol(limits, clock, query=req.query),
-    "/v1/assistant": lambda req, limits, clock: AssistantProtocol(limits, clock),
+    "/v1/stream": lambda req, limits, clock, defaults: SessionProtocol(limits, clock, defaults=defaults),
+    "/v1/realtime": lambda req, limits, clock, defaults: RealtimeProtocol(limits, clock, query=req.query,
+                                                                         defaults=defaults),
+    "/v1/listen": lambda req, limits, clock, defaults: DeepgramProtocol(limits, clock, query=req.query,
+                                                                       defaults=defaults),
+    "/v1/assistant": lambda req, limits, clock, defaults: AssistantProtocol(limits, clock),
 }
 
 
@@ -247,7 +249,8 @@ class Server:
         if response.status_code != 101:
             return
         assert factory is not None
-        wire = factory(req, self.config.limits, self.clock)
+        defaults = SessionConfig(model=self.hub.default_model, tts_voice=self.config.voices[0])
+        wire = factory(req, self.config.limits, self.clock, defaults)
         await self._run_session(ws, wire, req.path)
 
     async def _run_session(self, ws: WebSocket, wire: Wire, endpoint: str) -> None:

@@ -52,8 +52,8 @@ def _int(query: dict[str, str], key: str, default: int) -> int:
         raise ConfigError(f"{key} must be an integer, got {value!r}") from e
 
 
-def config_from_query(query: dict[str, str]) -> tuple[SessionConfig, dict[str, Any]]:
-    """Query parameters -> session config, plus the Deepgram-only options."""
+def config_from_query(query: dict[str, str], base: SessionConfig | None = None) -> tuple[SessionConfig, dict[str, Any]]:
+    """Query parameters -> session config (on `base`, the server's defaults), plus the Deepgram-only options."""
     endpointing = query.get("endpointing", "300")
     vad: dict[str, Any] = {"enabled": endpointing.lower() != "false"}
     if vad["enabled"]:
@@ -71,7 +71,7 @@ def config_from_query(query: dict[str, str]) -> tuple[SessionConfig, dict[str, A
     options = {"interim_results": _bool(query, "interim_results", False),
                "vad_events": _bool(query, "vad_events", False),
                "utterance_end_ms": _int(query, "utterance_end_ms", 0)}
-    return SessionConfig.from_json(cfg), options
+    return SessionConfig.from_json(cfg, base=base), options
 
 
 class DeepgramProtocol(Wire):
@@ -90,7 +90,7 @@ class DeepgramProtocol(Wire):
 
     def start(self) -> None:
         try:
-            config, self._options = config_from_query(self._query)
+            config, self._options = config_from_query(self._query, self.defaults)
         except RtAudioError as e:
             self.fail(e)
             return
@@ -127,7 +127,7 @@ class DeepgramProtocol(Wire):
     # -- output ------------------------------------------------------------------------------------
     @property
     def _model(self) -> str:
-        return self.config.model if self.config else SessionConfig().model
+        return self.config.model if self.config else self.defaults.model
 
     def send_session_started(self, info: SessionInfo) -> None:
         self.config = info.config

@@ -74,7 +74,7 @@ class SessionProtocol(NativeWire):
 
     # -- input -------------------------------------------------------------------------------
     def _start(self, config_json: Any) -> tuple[InputConfig, StartSession]:
-        config = SessionConfig.from_json(config_json)
+        config = SessionConfig.from_json(config_json, base=self.defaults)
         return config, StartSession(config)
 
     def _started_config(self) -> SessionConfig | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from rtaudio.errors import ConfigError, EmptyAudioError, ProtocolError, RtAudioError, UnsupportedFormatError
@@ -59,7 +60,7 @@ class RealtimeProtocol(Wire):
         super().__init__(*args, **kwargs)
         self._beta = (query or {}).get("intent") == "transcription"
         self._session_id = "sess_" + secrets.token_hex(8)
-        self._config = SessionConfig(input_sample_rate_hz=REALTIME_RATE_HZ, partial_interval_ms=500)
+        self._config = replace(self.defaults, input_sample_rate_hz=REALTIME_RATE_HZ, partial_interval_ms=500)
         self._started = False
         self._events_n = 0
         self._items: dict[int, str] = {}  # caption segment id -> item id
@@ -145,7 +146,7 @@ class RealtimeProtocol(Wire):
     def _apply(self, transcription: Any, turn: Any, rate: Any) -> SessionConfig:
         cfg: dict[str, Any] = {"audio": {"sample_rate_hz": rate}}
         if isinstance(transcription, dict):
-            cfg["model"] = _served_model(transcription.get("model"), SessionConfig().model)
+            cfg["model"] = _served_model(transcription.get("model"), self.defaults.model)
             if transcription.get("language") is not None:
                 cfg["language"] = transcription["language"]
             self._prompt = str(transcription.get("prompt") or "")

@@ -97,8 +97,11 @@ class Wire:
 
     name = "wire"
 
-    def __init__(self, limits: ServerLimits, clock: Clock, wall_clock: Any = wall_time_s) -> None:
+    def __init__(self, limits: ServerLimits, clock: Clock, wall_clock: Any = wall_time_s,
+                 defaults: SessionConfig | None = None) -> None:
         self.limits = limits
+        self.defaults = defaults or SessionConfig()
+        """What a session that names no model or voice gets: the server's first served ones."""
         self._clock = clock
         self._wall_clock = wall_clock
         self._bucket = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s, clock)
