@@ -124,6 +124,21 @@ def test_long_utterance_is_cut_into_finals_with_nothing_lost(recognizer, vad_mod
     assert max(np.diff([0.0, *times])) < config.trim_window_ms / 1000 + 3.0
 
 
+@pytest.mark.parametrize(("name", "said"), [
+    # the final's beam pass closed its text at "there under." with 1.6 s of speech left: read on from there
+    ("ljspeech_LJ050-0131.flac", "activities there under in this regard"),
+    # "how people" fell between two segments: after "know", the last final word, heard again in the context
+    ("mfa_voicequality_falsetto2.flac", "i really dont know how people talk like this"),
+    # "3" starts 60 ms before the input ends: the final keeps it (partials drop words in their last 0.1 s)
+    ("an4_cen6-mdxs-b.flac", "one five two one three"),
+])
+def test_nothing_is_lost_at_a_segments_end(recognizer, vad_model, speech_dir, name, said) -> None:  # type: ignore[no-untyped-def]
+    captions = _captions(_stream(recognizer, vad_model, _audio(speech_dir, name)))
+    _check_stability_contract(captions)
+    finals = normalize_english(" ".join(c.text for c in captions if c.is_final))
+    assert finals.replace("thereunder", "there under").endswith(said), finals
+
+
 def test_silence_and_noise_give_no_words(recognizer, vad_model) -> None:  # type: ignore[no-untyped-def]
     for name, x in noise_signals(60.0).items():
         outputs = _stream(recognizer, vad_model, x)

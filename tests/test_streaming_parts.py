@@ -6,8 +6,9 @@ import pytest
 
 from rtaudio.errors import ConfigError
 from rtaudio.frames import Word
+from rtaudio.stt.stabilizer import repetition_start
 from rtaudio.stt.streaming import StreamingConfig
-from rtaudio.stt.window_pass import complete_words, fuzzy_repeat_start, words_text
+from rtaudio.stt.window_pass import complete_words, echo_index, fuzzy_repeat_start, said_again, words_text
 
 
 def test_complete_words_restores_dropped_tail() -> None:
@@ -46,3 +47,29 @@ def test_fuzzy_repeat_start_finds_reworded_loops_only() -> None:
     assert fuzzy_repeat_start(loop) == 11
     assert fuzzy_repeat_start(_w("we choose to go to the moon in this decade and do the other things")) is None
     assert fuzzy_repeat_start(_w("words words words words and that should be all")) is None
+
+
+def test_a_word_said_again_and_again_is_not_a_loop_in_a_whole_segment() -> None:
+    """"here's some more word word word word word" (an MFA clip) ends with the speech; a loop runs on into
+    the silence padding or past a few copies, and a number read twice stays a loop."""
+    said = _w("heres some more word word word word word")  # the last copy: 2.1-2.4 s
+    loop = repetition_start(said)
+    assert loop == 5
+    assert said_again(said, loop, content_s=3.0)
+    assert not said_again(said, loop, content_s=2.15), "the last copy starts in the padding"
+    many = _w("and the " + "the " * 8)
+    assert not said_again(many, repetition_start(many) or 0, content_s=10.0), "more copies than a speaker says"
+    number = _w("in 1928 1928")
+    assert repetition_start(number) == 2 and not said_again(number, 2, content_s=10.0)
+
+
+def test_the_last_final_word_heard_again_marks_where_new_words_start() -> None:
+    context = _w("I really dont know how people talk")  # "know" at 0.9-1.2 s
+    assert echo_index(context, 0.0, [Word(" know", 0.95, 1.22)]) == 3
+    assert echo_index(context, 10.0, [Word(" know", 10.95, 11.22)]) == 3  # stream times: offset by the context start
+    assert echo_index(context, 0.0, [Word(" know", 2.0, 2.3)]) is None  # the same word, but not where the final had it
+    assert echo_index(context, 0.0, [Word(" grow", 0.95, 1.22)]) is None
+    assert echo_index(context, 0.0, []) is None
+    # the final's last two words heard as one, a letter off: "Rub out." -> "Robout"
+    merged = _w("Robout T G J")
+    assert echo_index(merged, 0.0, [Word(" Rub", 0.1, 0.2), Word(" out.", 0.2, 0.4)]) == 0

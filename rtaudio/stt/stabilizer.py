@@ -158,7 +158,7 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
     for start in range(len(keys)):
         for n in range(1, min(max_ngram, (len(keys) - start) // 2) + 1):
             gram = keys[start: start + n]
-            allowed = 2 if n == 1 and not _is_code(words[start].text, gram[0]) else 1
+            allowed = 2 if n == 1 and not is_code(words[start].text, gram[0]) else 1
             reps = 1
             while keys[start + reps * n: start + (reps + 1) * n] == gram:
                 reps += 1
@@ -178,7 +178,7 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
     return None
 
 
-def _is_code(text: str, key: str) -> bool:
+def is_code(text: str, key: str) -> bool:
     """A number or spelled string ("5-2-1-60-55", "1928", "A-L-M") of three or more characters."""
     return len(key) >= 3 and any(c.isdigit() or c == "-" for c in text)
 

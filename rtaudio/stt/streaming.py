@@ -64,6 +64,7 @@ FINAL_TEXT_CHARS = 2000
 FINAL_WORDS = 200
 LIVE_PROBE_SAMPLES = 3 * SAMPLE_RATE_HZ  # input faster than real time over this much audio is not live
 MISSED_WORD_GAP_S = 0.2  # a context word starting this long after the last final word is a new word
+EARLY_STOP_S = 0.8  # a final pass whose words end this long before the segment's audio stopped early
 
 
 @dataclass(frozen=True)
@@ -438,9 +439,10 @@ class StreamingRecognizer:
         # audio waiting too long: catch up on VAD and finals
         return self._budget.allow_partial(backlog_s, self._input_is_live())
 
-    def _transcribe(self, start: int, end: int, beam_size: int = 1) -> Hypothesis:
+    def _transcribe(self, start: int, end: int, beam_size: int = 1, after: Sequence[Word] = ()) -> Hypothesis:
         """One pass over the window [start, end), heard after up to `context_ms` of earlier audio
-        (no earlier than the last `context_words` final words)."""
+        (no earlier than the last `context_words` final words); `after`: words of this segment already
+        decoded before `start`, which count as final for the prompt and context."""
         cfg = self.config
         rung = self._budget.rung
         # Context only before a segment that follows a pause: right after a cut inside continuous
@@ -451,7 +453,8 @@ class StreamingRecognizer:
         recent = self._final_words[-cfg.context_words:] if cfg.context_words else []
         if len(recent) == cfg.context_words and recent:
             ctx = max(ctx, min(start, int(recent[0].start_s * SAMPLE_RATE_HZ)))
-        prompt = words_text([w for w in self._final_words if w.end_s * SAMPLE_RATE_HZ <= ctx + 1600])
+        before = [*self._final_words, *after]
+        prompt = words_text([w for w in before if w.end_s * SAMPLE_RATE_HZ <= ctx + 1600])
         beam = 1 if rung >= Rung.GREEDY_SHORT else max(beam_size, self.decode_options.beam_size)
         options = replace(self.decode_options, beam_size=beam)
         if beam_size > 1 and cfg.final_timestamps:
@@ -464,10 +467,10 @@ class StreamingRecognizer:
         prompt = prompt[-cfg.prompt_chars:].strip() if cfg.prompt_chars else ""
         new_from = None  # context words after the last final word were never shown: the VAD missed them
         if cfg.keep_missed_words and ctx < start:
-            last = self._final_words[-1].end_s if self._final_words else 0.0
+            last = before[-1].end_s if before else 0.0
             new_from = max(ctx, int((last + MISSED_WORD_GAP_S) * SAMPLE_RATE_HZ))
         hyp = run_pass(recognizer, self._audio.view(ctx, end), ctx, start, end, prompt, options, spec,
-                       self.clock.now_ns, new_from)
+                       self.clock.now_ns, new_from, before[-2:])
         if not hyp.words and (ctx < start or prompt) and end - start >= SAMPLE_RATE_HZ:
             # A second of speech (the VAD opened the window) and not a word: the context or prompt can
             # throw Whisper into a loop over the context audio ("the. the. the."). Hear the window alone.
@@ -540,7 +543,7 @@ class StreamingRecognizer:
         if last is not None and heard_all and greedy:
             words = self._stab.finish(last.words)
         elif end_sample - start >= _ms_to_samples(cfg.min_window_ms) // 2:
-            words = self._stab.finish(self._transcribe(start, end_sample, cfg.final_beam_size).words)
+            words = self._stab.finish(self._final_pass(start, end_sample))
         else:
             words = self._stab.finish(None)
         self._window_start = None
@@ -551,6 +554,20 @@ class StreamingRecognizer:
         self._remember_final(words)
         self._segment_id += 1
         return [final]
+
+    def _final_pass(self, start: int, end: int) -> list[Word]:
+        """The endpoint's beam pass over the segment. Whisper sometimes closes the text at a timestamp
+        well before the speech ends (LJ050-0131: "... activities there under." of "... thereunder in this
+        regard", the rest never read). Offline transcription goes on from there with its next window; so
+        does this: once more over what follows, when the VAD heard speech there."""
+        cfg = self.config
+        words = list(self._transcribe(start, end, cfg.final_beam_size).words)
+        heard_s = (words[-1].end_s if words else start / SAMPLE_RATE_HZ)
+        voiced_s = min(end, self._last_voiced_end) / SAMPLE_RATE_HZ
+        if end / SAMPLE_RATE_HZ - heard_s >= EARLY_STOP_S and voiced_s - heard_s >= EARLY_STOP_S / 2:
+            rest = max(start, int(heard_s * SAMPLE_RATE_HZ))
+            words += self._transcribe(rest, end, cfg.final_beam_size, after=words).words
+        return words
 
     def _remember_final(self, words: Sequence[Word]) -> None:
         text = words_text(words)

@@ -20,9 +20,10 @@ import numpy as np
 
 from rtaudio.frames import Word
 from rtaudio.stt.decoding import DecodeOptions
-from rtaudio.stt.stabilizer import normalize_word, repetition_start
+from rtaudio.stt.stabilizer import is_code, normalize_word, repetition_start
 
 SAMPLE_RATE_HZ = 16000
+ECHO_S = 0.6  # a context word ending within this of the last final word's end, and reading like it, is its echo (alignment stretches words into pauses)
 
 STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
 """Greedy, no temperature fallback (a retry costs a whole pass; the next pass comes soon anyway),
@@ -83,11 +84,40 @@ def fuzzy_repeat_start(words: Sequence[Word], min_words: int = 4, min_ratio: flo
     return None
 
 
+def said_again(words: Sequence[Word], loop: int, content_s: float, max_copies: int = 4) -> bool:
+    """A word said over and over to the end of the speech ("here's some more word word word word word"),
+    not a loop, in a pass that heard the whole segment: the decoder ended the text itself (it was not cut
+    by its token budget), after at most `max_copies` surplus copies, none placed in the silence padding
+    where a loop runs on. Numbers and spelled strings are never exempt ("1928 1928" is a loop)."""
+    keys = [normalize_word(w.text) for w in words]
+    run = keys[loop:]
+    return (0 < len(run) <= max_copies and loop > 0 and all(k == keys[loop - 1] for k in run)
+            and not is_code(words[loop - 1].text, keys[loop - 1]) and words[-1].start_s < content_s - 0.1)
+
+
+def echo_index(words: Sequence[Word], offset_s: float, finals: Sequence[Word]) -> int | None:
+    """Index of the context word that is the last final word heard again, or None: a word that ends within
+    `ECHO_S` of where the final's last word ended (the nearest) and reads like it, or like its last two
+    words run together ("Rub out." heard again as "Robout")."""
+    if not finals:
+        return None
+    last = finals[-1]
+    keys = [normalize_word(last.text)]
+    if len(finals) > 1:
+        keys.append(normalize_word(finals[-2].text) + keys[0])
+    near = [(abs(offset_s + w.end_s - last.end_s), i) for i, w in enumerate(words)
+            if abs(offset_s + w.end_s - last.end_s) <= ECHO_S
+            and any(SequenceMatcher(None, normalize_word(w.text), k).ratio() >= 0.8 for k in keys if k)]
+    return min(near)[1] if near else None
+
+
 def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, end: int, prompt: str,
-             options: DecodeOptions, spec: WindowPass, clock_ns: Any, new_from: int | None = None) -> Hypothesis:
+             options: DecodeOptions, spec: WindowPass, clock_ns: Any, new_from: int | None = None,
+             finals: Sequence[Word] = ()) -> Hypothesis:
     """Decode window [start, end) of the stream; `audio` holds stream samples from `audio_start` (which is
-    <= start: the context) to `end`. Words of the context are dropped, except those starting at or after
-    sample `new_from` (after the last final word: speech the VAD left out). `clock_ns()` times the pass."""
+    <= start: the context) to `end`. Words of the context are dropped, except speech the VAD left out:
+    those after the echo of the last of `finals` (recent final words) where the context holds it, else those
+    starting at or after sample `new_from`. `clock_ns()` times the pass."""
     content_s = len(audio) / SAMPLE_RATE_HZ
     pad = int(spec.min_encode_s * SAMPLE_RATE_HZ) - len(audio)
     if pad > 0:
@@ -99,16 +129,28 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
     raw = [w for seg in result.segments for w in complete_words(seg.text, seg.words, content_s) if w.text.strip()]
     capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
     loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
+    if loop is not None and not capped and options.beam_size > 1 and said_again(raw, loop, content_s):
+        loop = None
     if loop is None:
         loop = fuzzy_repeat_start(raw)
     offset_s, start_s = audio_start / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ
     new_s = math.inf if new_from is None else new_from / SAMPLE_RATE_HZ
+    heard = raw[:loop]
+    # A partial's last 0.1 s may hold a word not yet said; a beam pass over a whole segment keeps a word
+    # that starts before its audio ends: the VAD closes quiet endings early ("what's called a | liner.",
+    # "1, 5, 2, 1, | 3." at the end of the input) and Whisper still names the word it heard begin.
+    edge_s = 0.0 if options.beam_size > 1 else 0.1
+    # words after the final's last word heard again are new, however close to it ("know | how people",
+    # where the time rule lost "how people": they start within MISSED_WORD_GAP of "know"), and words up to
+    # it are not, however late the alignment put them ("Rub out." | "Robout" stretched into the window)
+    echo = echo_index(heard, offset_s, finals) if new_from is not None else None
     words = tuple(
         Word(w.text, offset_s + w.start_s, offset_s + min(max(w.end_s, w.start_s), content_s), w.probability)
-        for w in raw[:loop]
-        if w.start_s < content_s - 0.1  # a word placed in the silence padding was never said
-        # a word of the context is already final. Its end decides: the alignment stretches a word
-        # that follows a pause back over the pause, so starts are unreliable there; ends are not
-        and (offset_s + w.end_s > start_s + 0.05 or offset_s + w.start_s >= new_s)
+        for i, w in enumerate(heard)
+        if w.start_s < content_s - edge_s  # a word placed in the silence padding was never said
+        # a word of the context is already final: up to the echo of the last final word where there is one
+        # (the words are in order, whatever their times), else by time. Its end decides: the alignment
+        # stretches a word that follows a pause back over the pause, so starts are unreliable there
+        and (i > echo if echo is not None else offset_s + w.end_s > start_s + 0.05 or offset_s + w.start_s >= new_s)
     )
     return Hypothesis(words, end, compute_s, dict(getattr(result, "stage_s", None) or {}))
