@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,5 +222,10 @@ def run_engine_host(models: list[str], address: EngineAddress, pack: str | None,
         load = load_engine_for
     engines = {m: load(m, device, Path(pack) if pack else None) for m in models}
     host = EngineHost(engines, address)
+    # `serve` stops this process with SIGTERM: exit normally, so the listener's socket file is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     ready.set()
-    host.serve_forever()
+    try:
+        host.serve_forever()
+    finally:
+        host.stop()
