@@ -86,12 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.model_dir or ensure_model(args.model)
     multilingual = json.loads((folder / "whisper.json").read_text())["dims"]["n_vocab"] >= 51865
     language = "en" if multilingual else None  # the dev set is English: no detection on either side
+    read: Callable[[Utterance], np.ndarray]
     if args.speech_pack:
         packed = np.load(args.speech_pack / "speech.npz")
         refs = json.loads((args.speech_pack / "refs.json").read_text())
         utterances = [Utterance(f, packed[f].size / 16000, r["transcript"]) for f, r in refs.items()]
+        read = lambda u: packed[u.file].astype(np.float32) / 32767  # noqa: E731
     else:
+        from rtaudio.io.files import read_audio  # soundfile: absent on GPU hosts, where --speech-pack serves
+
         utterances = read_manifest(args.manifest)
+        read = lambda u: read_audio(args.manifest.parent / u.file, target_rate_hz=16000)[0]  # noqa: E731
     if args.limit:
         seen: dict[str, int] = {}
         kept = []
@@ -101,12 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             if seen[g] <= args.limit:
                 kept.append(u)
         utterances = kept
-    if args.speech_pack:
-        audio = {u.file: packed[u.file].astype(np.float32) / 32767 for u in utterances}
-    else:
-        from rtaudio.io.files import read_audio  # soundfile: absent on GPU hosts, where --speech-pack serves
-
-        audio = {u.file: read_audio(args.manifest.parent / u.file, target_rate_hz=16000)[0] for u in utterances}
+    audio = {u.file: read(u) for u in utterances}
     total_s = sum(a.size for a in audio.values()) / 16000
 
     factories: dict[str, Callable[[], Transcriber]] = {

@@ -154,7 +154,7 @@ class EngineHost:
         try:
             _, model, block, lengths, prompts, finals = conn.recv()
             shm = self._attach(conn, block)
-        except (OSError, EOFError, ValueError) as e:  # the front-end left (or sent garbage): forget it
+        except (OSError, EOFError, ValueError, TypeError) as e:  # the front-end left (or sent garbage): forget it
             self._drop(conn, e)
             return None
         flat = np.ndarray((sum(lengths),), dtype=np.int16, buffer=shm.buf)
@@ -173,7 +173,7 @@ class EngineHost:
         return shm
 
     def _drop(self, conn: Connection, why: BaseException) -> None:
-        log.info("front-end left the engine host: %s", why or "closed")
+        log.info("front-end left the engine host: %s", why)
         with self._lock:
             if conn in self._conns:
                 self._conns.remove(conn)

@@ -439,10 +439,11 @@ class StreamingRecognizer:
         # audio waiting too long: catch up on VAD and finals
         return self._budget.allow_partial(backlog_s, self._input_is_live())
 
-    def _transcribe(self, start: int, end: int, beam_size: int = 1, after: Sequence[Word] = ()) -> Hypothesis:
+    def _transcribe(self, start: int, end: int, final: bool = False, after: Sequence[Word] = ()) -> Hypothesis:
         """One pass over the window [start, end), heard after up to `context_ms` of earlier audio
-        (no earlier than the last `context_words` final words); `after`: words of this segment already
-        decoded before `start`, which count as final for the prompt and context."""
+        (no earlier than the last `context_words` final words); `final`: the segment's final pass (beam
+        `final_beam_size`); `after`: words of this segment already decoded before `start`, which count as
+        final for the prompt and context."""
         cfg = self.config
         rung = self._budget.rung
         # Context only before a segment that follows a pause: right after a cut inside continuous
@@ -455,6 +456,7 @@ class StreamingRecognizer:
             ctx = max(ctx, min(start, int(recent[0].start_s * SAMPLE_RATE_HZ)))
         before = [*self._final_words, *after]
         prompt = words_text([w for w in before if w.end_s * SAMPLE_RATE_HZ <= ctx + 1600])
+        beam_size = cfg.final_beam_size if final else 1
         beam = 1 if rung >= Rung.GREEDY_SHORT else max(beam_size, self.decode_options.beam_size)
         options = replace(self.decode_options, beam_size=beam)
         if beam_size > 1 and cfg.final_timestamps:
@@ -470,13 +472,13 @@ class StreamingRecognizer:
             last = before[-1].end_s if before else 0.0
             new_from = max(ctx, int((last + MISSED_WORD_GAP_S) * SAMPLE_RATE_HZ))
         hyp = run_pass(recognizer, self._audio.view(ctx, end), ctx, start, end, prompt, options, spec,
-                       self.clock.now_ns, new_from, before[-2:])
+                       self.clock.now_ns, new_from, before[-2:], final=final)
         if not hyp.words and (ctx < start or prompt) and end - start >= SAMPLE_RATE_HZ:
             # A second of speech (the VAD opened the window) and not a word: the context or prompt can
             # throw Whisper into a loop over the context audio ("the. the. the."). Hear the window alone.
             self.passes += 1
             retry = run_pass(recognizer, self._audio.view(start, end), start, start, end, "", options, spec,
-                             self.clock.now_ns)
+                             self.clock.now_ns, final=final)
             hyp = replace(retry, compute_s=hyp.compute_s + retry.compute_s)
         self.stages.record("pass", hyp.compute_s)
         for stage, seconds in hyp.stage_s.items():
@@ -560,13 +562,12 @@ class StreamingRecognizer:
         well before the speech ends (LJ050-0131: "... activities there under." of "... thereunder in this
         regard", the rest never read). Offline transcription goes on from there with its next window; so
         does this: once more over what follows, when the VAD heard speech there."""
-        cfg = self.config
-        words = list(self._transcribe(start, end, cfg.final_beam_size).words)
-        heard_s = (words[-1].end_s if words else start / SAMPLE_RATE_HZ)
+        words = list(self._transcribe(start, end, final=True).words)
+        heard_s = words[-1].end_s if words else start / SAMPLE_RATE_HZ
         voiced_s = min(end, self._last_voiced_end) / SAMPLE_RATE_HZ
         if end / SAMPLE_RATE_HZ - heard_s >= EARLY_STOP_S and voiced_s - heard_s >= EARLY_STOP_S / 2:
             rest = max(start, int(heard_s * SAMPLE_RATE_HZ))
-            words += self._transcribe(rest, end, cfg.final_beam_size, after=words).words
+            words += self._transcribe(rest, end, final=True, after=words).words
         return words
 
     def _remember_final(self, words: Sequence[Word]) -> None:

@@ -23,6 +23,7 @@ from rtaudio.stt.decoding import DecodeOptions
 from rtaudio.stt.stabilizer import is_code, normalize_word, repetition_start
 
 SAMPLE_RATE_HZ = 16000
+PADDING_EDGE_S = 0.1  # a partial's word starting this close to its audio's end may not have been said yet
 ECHO_S = 0.6  # a context word ending within this of the last final word's end, and reading like it, is its echo (alignment stretches words into pauses)
 
 STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
@@ -92,7 +93,7 @@ def said_again(words: Sequence[Word], loop: int, content_s: float, max_copies: i
     keys = [normalize_word(w.text) for w in words]
     run = keys[loop:]
     return (0 < len(run) <= max_copies and loop > 0 and all(k == keys[loop - 1] for k in run)
-            and not is_code(words[loop - 1].text, keys[loop - 1]) and words[-1].start_s < content_s - 0.1)
+            and not is_code(words[loop - 1].text, keys[loop - 1]) and words[-1].start_s < content_s - PADDING_EDGE_S)
 
 
 def echo_index(words: Sequence[Word], offset_s: float, finals: Sequence[Word]) -> int | None:
@@ -113,11 +114,12 @@ def echo_index(words: Sequence[Word], offset_s: float, finals: Sequence[Word]) -
 
 def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, end: int, prompt: str,
              options: DecodeOptions, spec: WindowPass, clock_ns: Any, new_from: int | None = None,
-             finals: Sequence[Word] = ()) -> Hypothesis:
+             finals: Sequence[Word] = (), final: bool = False) -> Hypothesis:
     """Decode window [start, end) of the stream; `audio` holds stream samples from `audio_start` (which is
     <= start: the context) to `end`. Words of the context are dropped, except speech the VAD left out:
     those after the echo of the last of `finals` (recent final words) where the context holds it, else those
-    starting at or after sample `new_from`. `clock_ns()` times the pass."""
+    starting at or after sample `new_from`. `final`: the pass hears a whole segment for its final (see
+    `said_again` and the padding edge below). `clock_ns()` times the pass."""
     content_s = len(audio) / SAMPLE_RATE_HZ
     pad = int(spec.min_encode_s * SAMPLE_RATE_HZ) - len(audio)
     if pad > 0:
@@ -129,17 +131,17 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
     raw = [w for seg in result.segments for w in complete_words(seg.text, seg.words, content_s) if w.text.strip()]
     capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
     loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
-    if loop is not None and not capped and options.beam_size > 1 and said_again(raw, loop, content_s):
+    if loop is not None and not capped and final and said_again(raw, loop, content_s):
         loop = None
     if loop is None:
         loop = fuzzy_repeat_start(raw)
     offset_s, start_s = audio_start / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ
     new_s = math.inf if new_from is None else new_from / SAMPLE_RATE_HZ
     heard = raw[:loop]
-    # A partial's last 0.1 s may hold a word not yet said; a beam pass over a whole segment keeps a word
-    # that starts before its audio ends: the VAD closes quiet endings early ("what's called a | liner.",
-    # "1, 5, 2, 1, | 3." at the end of the input) and Whisper still names the word it heard begin.
-    edge_s = 0.0 if options.beam_size > 1 else 0.1
+    # A partial's last 0.1 s may hold a word not yet said; a final's pass keeps a word that starts before
+    # its audio ends: the VAD closes quiet endings early ("what's called a | liner.", "1, 5, 2, 1, | 3."
+    # at the end of the input) and Whisper still names the word it heard begin.
+    edge_s = 0.0 if final else PADDING_EDGE_S
     # words after the final's last word heard again are new, however close to it ("know | how people",
     # where the time rule lost "how people": they start within MISSED_WORD_GAP of "know"), and words up to
     # it are not, however late the alignment put them ("Rub out." | "Robout" stretched into the window)
