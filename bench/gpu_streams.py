@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import json
 import multiprocessing
@@ -36,6 +37,7 @@ except ImportError:  # a bare checkout on a GPU host: models/ is the rtaudio_mod
 
 from bench.word_match import shown_words
 from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient, caption_from_json
+from rtaudio.stt.alignment import timed_row_words
 from rtaudio.stt.batch_runner import BatchedVad, BatchRunner
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, BatchStreamConfig
 from rtaudio.stt.stabilizer import normalize_word
@@ -48,7 +50,7 @@ SR = 16000
 
 
 def build_engine(pack: Path, model: str, device: str, static_shapes: bool = False,  # type: ignore[no-untyped-def]
-                 shapes_s: tuple[float, ...] = (8.0, 15.0), final_beam: int = 5):
+                 shapes_s: tuple[float, ...] = (8.0, 15.0, 21.0), final_beam: int = 5):
     from rtaudio_models.whisper.batched import BatchedWhisper, load_compact, text_decoder
 
     folder = pack / model
@@ -56,7 +58,7 @@ def build_engine(pack: Path, model: str, device: str, static_shapes: bool = Fals
     tok = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
     engine = BatchedWhisper.for_whisper(load_compact(folder, device), info, tok, device, static_shapes=static_shapes,
                                         static_windows_s=shapes_s, final_beam=final_beam)
-    return engine, text_decoder(tok)
+    return engine, text_decoder(tok), functools.partial(timed_row_words, tok)
 
 
 @dataclass
@@ -85,9 +87,9 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 
 def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
-        greedy_late_s: float | None = BatchScheduler().greedy_late_s) -> dict:
+        greedy_late_s: float | None = BatchScheduler().greedy_late_s, words=None) -> dict:
     runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48),
-                         BatchScheduler(max_batch, greedy_late_s))
+                         BatchScheduler(max_batch, greedy_late_s), words=words)
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -198,10 +200,10 @@ def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: flo
 
 
 def final_texts(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
-                config: BatchStreamConfig, max_batch: int) -> dict[str, str]:
+                config: BatchStreamConfig, max_batch: int, words=None) -> dict[str, str]:
     """Each recording's final captions, as fast as the engine goes (no clock, no partials): the finals of a
     real-time run are the same, since a final decodes its whole segment on its own. Runs on a CPU too."""
-    runner = BatchRunner(engine, decode, BatchedVad(vad_path), BatchScheduler(max_batch))
+    runner = BatchRunner(engine, decode, BatchedVad(vad_path), BatchScheduler(max_batch), words=words)
     finals: dict[int, list[str]] = {}
     for i, name in enumerate(names):
         stream = BatchStream(i, config)
@@ -308,6 +310,8 @@ def main() -> int:
                     help="audio kept before and after the VAD's speech")
     ap.add_argument("--prompt-chars", type=int, default=BatchStreamConfig.prompt_chars,
                     help="final text that conditions a stream's next decodes (0 = none)")
+    ap.add_argument("--context-s", type=float, default=BatchStreamConfig.context_s,
+                    help="earlier audio a final hears again for context (0 = none)")
     ap.add_argument("--pause-pass-ms", type=float, default=BatchStreamConfig.pause_pass_ms,
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
@@ -327,21 +331,21 @@ def main() -> int:
                     help="WER from finals decoded unpaced (no partials; the same texts; runs on a CPU), no --streams runs")
     ap.add_argument("--limit-files", type=int, default=0)
     ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
-    ap.add_argument("--shapes-s", type=float, nargs="+", default=[8.0, 15.0], help="fixed window lengths (--graphs)")
+    ap.add_argument("--shapes-s", type=float, nargs="+", default=[8.0, 15.0, 21.0], help="fixed window lengths (--graphs)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_streams.json")
     args = ap.parse_args()
 
     import torch
 
     # through the server, the server process holds the engine
-    engine, decode = (None, None) if args.server else build_engine(args.pack, args.model, args.device,
+    engine, decode, words = (None, None, None) if args.server else build_engine(args.pack, args.model, args.device,
                                                                    static_shapes=args.graphs, shapes_s=tuple(args.shapes_s),
                                                                    final_beam=args.final_beam)
     speech = dict(np.load(args.pack / "speech.npz"))
     refs = json.loads((args.pack / "refs.json").read_text())
     names = sorted(speech)[: args.limit_files or None]
     config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
-                               prompt_chars=args.prompt_chars,
+                               prompt_chars=args.prompt_chars, context_s=args.context_s,
                                vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
     greedy_late = None if args.greedy_late_s < 0 else args.greedy_late_s
     vad = args.pack / "silero_vad.onnx"
@@ -363,7 +367,7 @@ def main() -> int:
                 res = run_server(args.pack, args.model, names, n, args.duration_s, config, args.port, args.client_procs)
             else:
                 res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch,
-                          greedy_late_s=greedy_late)
+                          greedy_late_s=greedy_late, words=words)
             lat = latencies(res, refs)
             ticks = np.array(res["ticks"] or [[0.0] * 7])
             busy = ticks[ticks[:, 1] > 0]
@@ -398,13 +402,13 @@ def main() -> int:
               "cuda_graphs": args.graphs, "runs": rows}
     if args.wer or args.wer_only or args.wer_finals:
         if args.wer_finals:
-            texts = final_texts(engine, decode, vad, speech, names, config, args.max_batch)
+            texts = final_texts(engine, decode, vad, speech, names, config, args.max_batch, words)
             lat: dict = {}
             greedy = 0
         else:
             longest = max(len(speech[n_]) for n_ in names) / SR
             res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
-                      one_file_each=True, greedy_late_s=greedy_late)
+                      one_file_each=True, greedy_late_s=greedy_late, words=words)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)
             greedy = int(sum(t[6] for t in res["ticks"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,9 @@ import pytest
 import soundfile as sf
 
 from rtaudio.errors import ConfigError
-from rtaudio.frames import Stability
+from rtaudio.frames import Stability, Word
 from rtaudio.modelstore import ensure_model
+from rtaudio.stt.alignment import TimedWords
 from rtaudio.stt.batch_runner import BatchedVad, BatchRunner
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, BatchStreamConfig, WindowRequest
 from rtaudio.stt.vad import SileroVad, SileroVadModel, SpeechStarted, VadConfig, VadEvent, VadSegmenter
@@ -123,7 +125,8 @@ def test_real_speech_gives_partials_then_one_final_per_utterance(speech_dir: Pat
     assert len(partials) >= (len(audio) / 16000) / 0.4 * 0.5, "a partial about every 400 ms of speech"
     assert finals[0].start_s < 1.0 and finals[-1].end_s > len(audio) / 16000
     assert max(engine.windows) <= 16000 * 15, "windows stay bounded"
-    assert len(stream._audio) < 16000 * 3, "audio before the last segment is dropped"
+    kept_s = 3 + stream.config.context_s  # the VAD's look-back and a final's context
+    assert len(stream._audio) < 16000 * kept_s, "audio before the last segment's context is dropped"
 
 
 def test_silence_never_asks_for_a_decode() -> None:
@@ -328,7 +331,8 @@ def test_a_long_segment_is_cut_at_its_quietest_recent_frame() -> None:
 
 
 def test_final_decodes_get_the_streams_earlier_final_text_as_prompt() -> None:
-    stream = BatchStream(0, BatchStreamConfig(prompt_chars=12, vad=VadConfig(min_silence_ms=100, speech_pad_ms=0)))
+    stream = BatchStream(0, BatchStreamConfig(prompt_chars=12, context_s=0,
+                                              vad=VadConfig(min_silence_ms=100, speech_pad_ms=0)))
     speech, pause = np.full(40, 0.9, np.float32), np.full(10, 0.05, np.float32)
     probs = np.concatenate([pause, speech, pause, speech[:20]])
     stream.accept(np.zeros(512 * len(probs), np.float32))
@@ -343,6 +347,104 @@ def test_final_decodes_get_the_streams_earlier_final_text_as_prompt() -> None:
     stream.accept_vad(pause)
     second = stream.request()
     assert second is not None and second.final and second.prompt == "my friends."
+
+
+SPEECH, PAUSE = np.full(40, 0.9, np.float32), np.full(10, 0.05, np.float32)  # VAD frames of 32 ms
+TWO_SEGMENTS = np.concatenate([PAUSE, SPEECH, PAUSE, SPEECH, PAUSE])  # speech at 0.32-1.6 s and 1.92-3.2 s
+
+
+def _segmented(probs: np.ndarray) -> BatchStream:
+    stream = BatchStream(0, BatchStreamConfig(vad=VadConfig(min_silence_ms=100, speech_pad_ms=0)))
+    stream.accept(np.zeros(512 * len(probs), np.float32))
+    stream.accept_vad(probs)
+    return stream
+
+
+def _timed(*words: tuple[str, float, float], ended: bool = True) -> TimedWords:
+    return TimedWords([Word(text, a, b) for text, a, b in words], ended)
+
+
+def test_a_final_hears_the_audio_before_it_and_keeps_only_its_own_words() -> None:
+    """After a final, the next segment's final hears the audio before it again (a short segment is not
+    decoded alone; speech the VAD scored as silence between the two is heard). Words up to the last final
+    word heard again are dropped, the rest kept: "um" in the gap between the segments as well."""
+    stream = _segmented(TWO_SEGMENTS)
+    first = stream.request()
+    assert first is not None and first.final and first.audio_start == first.start_sample, "only silence before"
+    (cap,) = stream.apply(first, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2)))
+    assert cap.text == "Hello there."
+    second = stream.request()
+    assert second is not None and second.final
+    assert second.audio_start == first.start_sample, "the context reaches back to the first final word"
+    assert second.prompt == "", "words heard again in the context are not also the prompt"
+    assert len(stream.window(second)) == second.end_sample - first.start_sample
+    said = [(" Hello", 0.32, 0.82), (" there.", 0.82, 1.5), (" um", 1.62, 1.8), (" general", 1.95, 2.5),
+            (" Kenobi.", 2.5, 3.1)]  # stream seconds; the engine times them from the window's start
+    heard = _timed(*((w, a - 0.32, b - 0.32) for w, a, b in said))
+    (cap,) = stream.apply(second, "Hello there. um general Kenobi.", heard)
+    assert cap.text == "um general Kenobi."
+    assert [w.start_s for w in cap.words] == pytest.approx([1.62, 1.95, 2.5])  # stream seconds
+
+
+def test_a_final_without_word_times_or_its_beam_hears_no_context() -> None:
+    """Context words are dropped by their times: a final that comes back untimed (an engine without
+    alignment) or is decoded greedily under load (no timed beam pass) hears its segment alone."""
+    stream = _segmented(TWO_SEGMENTS)
+    first = stream.request()
+    assert first is not None
+    stream.apply(first, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2)))
+    second = stream.request()
+    assert second is not None and second.audio_start < second.start_sample
+    greedy = replace(second, beam=False)
+    assert greedy.audio_start == second.start_sample
+    assert len(stream.window(greedy)) == second.end_sample - second.start_sample
+    stream.timed_finals = False
+    untimed = stream.request()
+    assert untimed is not None and untimed.audio_start == untimed.start_sample
+    assert untimed.prompt == "Hello there."
+
+
+def test_a_final_that_hears_nothing_with_its_context_is_decoded_alone() -> None:
+    """Context audio can throw Whisper into a loop over it: a second of speech that comes back without a word
+    is decoded again, alone, before it is given up."""
+    stream = _segmented(TWO_SEGMENTS)
+    first = stream.request()
+    assert first is not None
+    stream.apply(first, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2)))
+    second = stream.request()
+    assert second is not None and second.audio_start < second.start_sample
+    assert stream.apply(second, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2))) == []
+    again = stream.request()
+    assert again is not None and again.final and (again.start_sample, again.end_sample) == (
+        second.start_sample, second.end_sample)
+    assert again.audio_start == again.start_sample and again.prompt == "Hello there."
+    (cap,) = stream.apply(again, "general Kenobi.", _timed((" general", 0.1, 0.6), (" Kenobi.", 0.6, 1.2)))
+    assert cap.text == "general Kenobi." and stream.idle
+
+
+def test_a_final_that_stopped_early_goes_on_from_its_last_word() -> None:
+    """The decoder may end a final's text with speech left ("7 1 6 2 4 4 6 7" of "... 6 7 1 4", an AN4
+    recording): words ending >= 0.8 s before the segment's end with the VAD hearing speech after them. They
+    go FINAL at once, and the rest of the segment is the next final, prompted by them, once."""
+    stream = _segmented(np.concatenate([PAUSE, SPEECH, SPEECH, PAUSE]))  # speech 0.32-2.88 s
+    first = stream.request()
+    assert first is not None and first.final
+    (cap,) = stream.apply(first, "7 1 6", _timed((" 7", 0.0, 0.3), (" 1", 0.3, 0.6), (" 6", 0.6, 1.0)))
+    assert cap.text == "7 1 6" and cap.end_sample == first.start_sample + 16000
+    rest = stream.request()
+    assert rest is not None and rest.final and rest.start_sample == first.start_sample + 16000
+    assert rest.end_sample == first.end_sample and rest.audio_start == rest.start_sample and rest.prompt == "7 1 6"
+    (cap,) = stream.apply(rest, "1", _timed((" 1", 0.1, 0.4)))  # stopped early again: not continued twice
+    assert cap.text == "1" and stream.idle
+
+
+def test_a_final_that_ends_with_its_speech_is_not_continued() -> None:
+    stream = _segmented(np.concatenate([PAUSE, SPEECH, SPEECH[:5], PAUSE, PAUSE]))  # speech 0.32-1.76 s
+    first = stream.request()
+    assert first is not None and first.final and first.end_sample - first.start_sample > 1.3 * 16000
+    # the words end 1.2 s into a segment of >1.4 s: not >= 0.8 s early, however the VAD scored the rest
+    (cap,) = stream.apply(first, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2)))
+    assert cap.text == "Hello there." and stream.idle
 
 
 def test_words_for_a_segment_cleared_while_it_was_decoded_are_dropped() -> None:

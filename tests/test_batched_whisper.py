@@ -24,7 +24,10 @@ from rtaudio.server.background import BackgroundServer
 from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient
 from rtaudio.server.config import ServerConfig
 from rtaudio.server.engine import resolve_backend
+from rtaudio.stt.alignment import timed_row_words
 from rtaudio.stt.batch_service import BatchService, BatchSession, load_service
+from rtaudio.stt.decoding import DecodeOptions
+from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
 from rtaudio.stt.textnorm import normalize_english
 from rtaudio.stt.tokenizer import WhisperTokenizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
@@ -103,6 +106,27 @@ def test_text_placed_after_the_audio_is_cut(engine_and_tokenizer: tuple[BatchedW
     tokens = [tok.timestamp(0.0), *hello, tok.timestamp(1.0), tok.timestamp(2.9), *there, tok.timestamp(3.5)]
     assert engine.within_audio(tokens, content_s=3.0) == [tok.timestamp(0.0), *hello, tok.timestamp(1.0)]
     assert engine.within_audio(tokens, content_s=3.1) == tokens[:-1]  # the closing timestamp is past the end
+
+
+def test_finals_come_back_with_the_word_times_of_the_cpu_recognizer(
+        engine_and_tokenizer: tuple[BatchedWhisper, WhisperTokenizer], speech_dir: Path) -> None:
+    """A final's row carries each word's time from the alignment heads and DTW (a live final drops the words
+    of the context it heard again by them): the same words at the times the CPU recognizer's word alignment
+    gives them, within 0.1 s. Partials stay untimed."""
+    engine, tok = engine_and_tokenizer
+    audio = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0]
+    final, partial = engine.transcribe([audio, audio], finals=[True, False])
+    assert timed_row_words(tok, partial) is None
+    timed = timed_row_words(tok, final)
+    assert timed is not None and timed.ended
+    assert " ".join(w.text.strip() for w in timed.words) == tok.decode(final).strip()
+    cpu = WhisperRecognizer.load("whisper-tiny.en", RecognizerConfig(threads=2)).transcribe_window(
+        audio, options=DecodeOptions(beam_size=5, word_timestamps=True))
+    cpu_words = [w for seg in cpu.segments for w in seg.words]
+    assert [normalize_english(w.text) for w in timed.words] == [normalize_english(w.text) for w in cpu_words]
+    starts = np.array([w.start_s for w in timed.words]) - np.array([w.start_s for w in cpu_words])
+    ends = np.array([w.end_s for w in timed.words]) - np.array([w.end_s for w in cpu_words])
+    assert np.abs(starts).max() <= 0.1 and np.abs(ends).max() <= 0.1, (starts, ends)
 
 
 @pytest.fixture(scope="module")

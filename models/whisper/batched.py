@@ -70,10 +70,10 @@ class BatchedWhisper:
                  suppress_ids: list[int], suppress_begin_ids: list[int], device: str = "cuda",
                  dtype: torch.dtype = torch.float16, pad_multiple_s: float = 1.0, tail_pad_s: float = 1.0,
                  min_window_s: float = 8.0, static_shapes: bool = False,
-                 static_windows_s: tuple[float, ...] = (8.0, 15.0), batch_bucket: int = 32,
+                 static_windows_s: tuple[float, ...] = (8.0, 15.0, 21.0), batch_bucket: int = 32,
                  encode: Callable[[str], list[int]] | None = None, sot_prev: int | None = None,
                  max_prompt_tokens: int = 48, final_beam: int = 5, beam_bucket: int = 8,
-                 timestamp_begin: int | None = None) -> None:
+                 timestamp_begin: int | None = None, alignment_heads: list[tuple[int, int]] | None = None) -> None:
         self.device = torch.device(device)
         self.encode = encode if sot_prev is not None else None
         """Text -> token ids, for prompts (None: prompts are ignored)."""
@@ -82,6 +82,8 @@ class BatchedWhisper:
         """A prompt keeps its last this many tokens: every row of its batch steps through them."""
         self.timestamp_begin = timestamp_begin
         """First timestamp token (the model decodes in timestamp mode, see `for_whisper`); None: text mode."""
+        self.alignment_heads = list(alignment_heads or []) if timestamp_begin is not None else []
+        """(layer, head) pairs whose cross-attention follows the audio: finals come back timed (see `timed`)."""
         self.final_beam = final_beam
         """Beam width for rows marked final (1: greedy like partials)."""
         self.beam_bucket = beam_bucket
@@ -95,7 +97,8 @@ class BatchedWhisper:
         """Fixed window lengths; each window goes to the shortest that holds it with its tail padding. Short
         partial windows then neither encode nor cross-attend 15 s of padding nor wait for the decode steps
         of long ones (H100, 128 rows of 1-12 s: 128 ms in one 15 s batch, 59 ms for rows up to 6.5 s in 8 s).
-        Encoder attention is masked to each row's own length, so the bucket does not change the text."""
+        Encoder attention is masked to each row's own length, so the bucket does not change the text. 21 s
+        holds a final's longest window: a 14 s segment after 6 s of context (`BatchStreamConfig`)."""
         if self.device.type == "cuda":
             # cuDNN's attention builds a new graph for every new shape (each decoder step has one more key):
             # ~5 ms of CPU per call. Flash / memory-efficient kernels have no such set-up cost.
@@ -125,7 +128,8 @@ class BatchedWhisper:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         return cls(model, mel_filters_torch(info["dims"]["n_mels"]), start, tokenizer.eot, suppress,
                    info["suppress_ids_begin"], device=device, dtype=dtype, encode=tokenizer.encode,
-                   sot_prev=tokenizer.sot_prev, timestamp_begin=tokenizer.timestamp_begin, **options)
+                   sot_prev=tokenizer.sot_prev, timestamp_begin=tokenizer.timestamp_begin,
+                   alignment_heads=[(int(a), int(b)) for a, b in info.get("alignment_heads", [])], **options)
 
     def log_mel(self, audio: Tensor) -> Tensor:
         """(B, N) float32 -> (B, n_mels, N // 160) normalised per row like Whisper (max - 8, (x + 4) / 4)."""
@@ -221,7 +225,8 @@ class BatchedWhisper:
 
     @torch.inference_mode()
     def transcribe_static(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0,
-                          window_s: float = 15.0, prompts: list[str] | None = None, beam: int = 1) -> list[list[int]]:
+                          window_s: float = 15.0, prompts: list[str] | None = None, beam: int = 1,
+                          timed: bool = False) -> list[list[int]]:
         """Like `transcribe`, at fixed shapes (batch rounded up to `batch_bucket`, `window_s` of audio) so that
         decoding replays a CUDA graph; windows longer than `window_s` keep their latest part."""
         if not windows:
@@ -237,30 +242,34 @@ class BatchedWhisper:
         audio, valid = self._pad(padded, n)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
         row_budget = self._row_budget(padded, max_tokens_per_s)
-        return self._within_audio(decoder.run(self._cross_kv(encoded), mask, row_budget, prefixes)[:b], windows)
+        cross = self._cross_kv(encoded)
+        rows = decoder.run(cross, mask, row_budget, prefixes)[:b]
+        if timed:
+            return self.timed(rows, windows, [(k[:b], v[:b]) for k, v in cross], mask[:b], row_budget[:b])
+        return self._within_audio(rows, windows)
 
     def _row_budget(self, windows: list[np.ndarray], max_tokens_per_s: float) -> Tensor:
         """Tokens each row may generate: 8 + `max_tokens_per_s` per second of its audio."""
         return torch.tensor([int(8 + max_tokens_per_s * len(w) / SAMPLE_RATE) for w in windows], device=self.device)
 
     def _transcribe_bucketed(self, windows: list[np.ndarray], max_tokens_per_s: float,
-                             prompts: list[str] | None, beam: int) -> list[list[int]]:
+                             prompts: list[str] | None, beam: int, timed: bool) -> list[list[int]]:
         """`transcribe_static` per window-length bucket; results in the order of `windows`."""
         buckets = [next(b for b in self.static_windows_s if len(w) + self.tail_pad <= b * SAMPLE_RATE) for w in windows]
         return _per_group(buckets, windows, prompts, lambda bucket, ws, ps: self.transcribe_static(
-            ws, max_tokens_per_s, window_s=bucket, prompts=ps, beam=beam))
+            ws, max_tokens_per_s, window_s=bucket, prompts=ps, beam=beam, timed=timed))
 
     @torch.inference_mode()
     def transcribe(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0,
                    prompts: list[str] | None = None, finals: list[bool] | None = None) -> list[list[int]]:
         """Token ids (without start sequence and end-of-text) for each window; `prompts`, one per window
         ("" for none), is the text said before it; windows marked in `finals` are decoded with beam search
-        (`final_beam`), the others greedily."""
+        (`final_beam`) and come back timed (see `timed`), the others greedily."""
         if not windows:
             return []
-        beams = [self.final_beam if finals is not None and finals[i] else 1 for i in range(len(windows))]
-        return _per_group(beams, windows, prompts,
-                          lambda beam, ws, ps: self._transcribe_rows(ws, max_tokens_per_s, ps, int(beam)))
+        keys = [bool(finals is not None and finals[i]) for i in range(len(windows))]
+        return _per_group(keys, windows, prompts, lambda final, ws, ps: self._transcribe_rows(
+            ws, max_tokens_per_s, ps, self.final_beam if final else 1, timed=bool(final)))
 
     def within_audio(self, tokens: list[int], content_s: float) -> list[int]:
         """`tokens` up to the first timestamp at or past the end of the window's audio (less 0.1 s): what
@@ -272,9 +281,9 @@ class BatchedWhisper:
         return tokens[:cut]
 
     def _transcribe_rows(self, windows: list[np.ndarray], max_tokens_per_s: float, prompts: list[str] | None,
-                         beam: int) -> list[list[int]]:
+                         beam: int, timed: bool = False) -> list[list[int]]:
         if self.static_shapes and max(len(w) for w in windows) + self.tail_pad <= self.static_windows_s[-1] * SAMPLE_RATE:
-            return self._transcribe_bucketed(windows, max_tokens_per_s, prompts, beam)
+            return self._transcribe_bucketed(windows, max_tokens_per_s, prompts, beam, timed)
         audio, valid = self._pad(windows)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
         longest_s = max(len(w) for w in windows) / SAMPLE_RATE
@@ -283,10 +292,69 @@ class BatchedWhisper:
         row_budget = self._row_budget(windows, max_tokens_per_s)
         decoder = self._decoder(len(windows), encoded.shape[1], budget, self._prefix_cap(prefixes), graph=False,
                                 beam=beam)
-        return self._within_audio(decoder.run(self._cross_kv(encoded), mask, row_budget, prefixes), windows)
+        cross = self._cross_kv(encoded)
+        rows = decoder.run(cross, mask, row_budget, prefixes)
+        return self.timed(rows, windows, cross, mask, row_budget) if timed else self._within_audio(rows, windows)
 
     def _within_audio(self, rows: list[list[int]], windows: list[np.ndarray]) -> list[list[int]]:
         return [self.within_audio(r, len(w) / SAMPLE_RATE) for r, w in zip(rows, windows, strict=True)]
+
+    def timed(self, rows: list[list[int]], windows: list[np.ndarray], cross: list[tuple[Tensor, Tensor]],
+              mask: Tensor, row_budget: Tensor) -> list[list[int]]:
+        """Rows (as decoded, before `within_audio`) with word times: each text token after the timestamp
+        token of where it starts in its window, then one for where the text ends, then end-of-text if the
+        decoder ended the text itself (not its token budget: a loop that ran on). `rtaudio.stt.alignment.
+        timed_row` reads them back. The times come from the alignment heads' cross-attention in one
+        teacher-forced decoder pass over all rows and DTW, as the CPU recognizer times its words. Live
+        captions need them: a final that hears earlier audio again for context drops that audio's words by
+        their times. Without alignment heads rows come back untimed."""
+        capped = [len(r) >= int(b) - 1 for r, b in zip(rows, row_budget.tolist(), strict=True)]
+        rows = self._within_audio(rows, windows)
+        if not self.alignment_heads or self.timestamp_begin is None:
+            return rows
+        from rtaudio.stt.alignment import token_starts
+
+        texts = [[t for t in r if t < self.eot] for r in rows]
+        lead = [*self.start.tolist(), self.timestamp_begin - 1]  # start sequence, <|notimestamps|>
+        seqs = [[*lead, *t, self.eot] for t in texts]
+        n = max(len(q) for q in seqs)
+        forced = torch.full((len(seqs), n), self.eot, dtype=torch.long)
+        for i, q in enumerate(seqs):
+            forced[i, : len(q)] = torch.tensor(q)
+        scores = self._alignment_scores(forced.to(self.device), cross, mask).cpu().numpy()
+        out = []
+        for i, (text, w) in enumerate(zip(texts, windows, strict=True)):
+            if not text:
+                out.append([] if capped[i] else [self.eot])
+                continue
+            kept = min(len(w), self.max_samples)
+            starts = token_starts(scores[i, :, : len(seqs[i])], len(self.start), kept // (2 * HOP))
+            stamps = [self.timestamp_begin + round(t / TIME_STEP_S) for t in starts]
+            row = [*(x for pair in zip(stamps, text, strict=False) for x in pair), stamps[-1]]
+            out.append(row if capped[i] else [*row, self.eot])
+        return out
+
+    def _alignment_scores(self, forced: Tensor, cross: list[tuple[Tensor, Tensor]], mask: Tensor) -> Tensor:
+        """(B, A, N, T) float32 cross-attention scores (before softmax) of the alignment heads, teacher-forced."""
+        dec = self.model.decoder
+        n = forced.shape[1]
+        x = dec.token_embedding(forced) + dec.positional_embedding[:n]
+        causal = torch.ones((n, n), dtype=torch.bool, device=forced.device).tril()
+        last = max(layer for layer, _ in self.alignment_heads)
+        by_layer: dict[int, Tensor] = {}
+        for index, (block, (xk, xv)) in enumerate(zip(dec.blocks, cross, strict=False)):
+            if index > last:
+                break
+            a = block.attn
+            h = block.attn_ln(x)
+            x = x + a.out(a.merge(F.scaled_dot_product_attention(a.heads(a.query(h)), a.heads(a.key(h)),
+                                                                 a.heads(a.value(h)), attn_mask=causal)))
+            c = block.cross_attn
+            q = c.heads(c.query(block.cross_attn_ln(x)))
+            by_layer[index] = (q.float() @ xk.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            x = x + c.out(c.merge(F.scaled_dot_product_attention(q, xk, xv, attn_mask=mask)))
+            x = x + block.mlp(block.mlp_ln(x))
+        return torch.stack([by_layer[layer][:, head] for layer, head in self.alignment_heads], dim=1)
 
 
 def _per_group(keys: list[Any], windows: list[np.ndarray], prompts: list[str] | None,

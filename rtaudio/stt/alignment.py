@@ -125,30 +125,77 @@ def align_tokens(backend: WhisperBackend, tokenizer: WhisperTokenizer, cross: li
     tokens = [*sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
     dims = backend.info.dims
     _, _, scores = backend.step(np.array([tokens], np.int64), empty_cache(dims, 1), cross)
-    n_pos = max(1, min(n_content_frames // 2, scores.shape[-1]))
-    weights = _softmax(scores[0, :, :, :n_pos].astype(np.float64))  # (A, N, T)
+    starts = token_starts(scores[0], len(sot_sequence), n_content_frames // 2)
+    return timed_words(tokenizer, text_tokens, starts, token_logprobs, language)
+
+
+def token_starts(scores: np.ndarray, n_sot: int, n_positions: int) -> np.ndarray:
+    """Where each text token starts, and where the text ends (s, window-relative; multiples of 20 ms), from
+    the alignment heads' cross-attention scores (A, N, T) of a teacher-forced pass over
+    [start sequence (`n_sot` tokens), <|notimestamps|>, text tokens, end-of-text]; `n_positions`: audio
+    positions that hold the window's audio (not its silence padding)."""
+    n_pos = max(1, min(n_positions, scores.shape[-1]))
+    weights = _softmax(scores[:, :, :n_pos].astype(np.float64))  # (A, N, T)
     mean = weights.mean(axis=-2, keepdims=True)
     std = weights.std(axis=-2, keepdims=True) + 1e-10
     weights = median_filter((weights - mean) / std, MEDIAN_FILTER_WIDTH)
-    matrix = weights.mean(axis=0)[len(sot_sequence): -1]  # rows predicting each text token and eot
+    matrix = weights.mean(axis=0)[n_sot: -1]  # rows predicting each text token and eot
     text_idx, time_idx = dtw(-matrix)
+    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+    return time_idx[jumps] * TIME_PRECISION_S
 
+
+def timed_words(tokenizer: WhisperTokenizer, text_tokens: Sequence[int], starts: np.ndarray,
+                token_logprobs: Sequence[float] | None, language: str | None) -> list[TokenWord]:
+    """Words of `text_tokens` timed by `token_starts` (one start per token, then the end of the text)."""
     words, word_tokens = tokenizer.split_words(text_tokens, language)
     if not words:
         return []
-    # jump_times has one entry per matrix row: each text token, then the end token
     boundaries = np.pad(np.cumsum([len(t) for t in word_tokens]), (1, 0))
-    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
-    jump_times = time_idx[jumps] * TIME_PRECISION_S
-    starts = jump_times[boundaries[:-1]]
-    ends = jump_times[np.minimum(boundaries[1:], len(jump_times) - 1)]
-    probs = np.exp(np.asarray(token_logprobs, dtype=np.float64))
+    word_starts = starts[boundaries[:-1]]
+    ends = starts[np.minimum(boundaries[1:], len(starts) - 1)]
+    probs = np.exp(np.asarray(token_logprobs if token_logprobs is not None else np.zeros(len(text_tokens)),
+                              dtype=np.float64))
     out = []
     for k, (text, toks) in enumerate(zip(words, word_tokens, strict=True)):
         lo, hi = int(boundaries[k]), int(boundaries[k + 1])
         p = float(probs[lo:hi].mean()) if hi <= len(probs) and hi > lo else 1.0
-        out.append(TokenWord(text, tuple(toks), float(starts[k]), float(ends[k]), p))
+        out.append(TokenWord(text, tuple(toks), float(word_starts[k]), float(ends[k]), p))
     return _clip_long_words(_merge_punctuation(out))
+
+
+def timed_row(tokenizer: WhisperTokenizer, row: Sequence[int]) -> tuple[list[int], np.ndarray, bool] | None:
+    """A batching engine's timed row (each text token after the timestamp token of where it starts, one for
+    where the text ends, then end-of-text if the decoder ended the text itself: `BatchedWhisper.timed`) ->
+    (text tokens, `token_starts`, whether the decoder ended the text); None for a row without times."""
+    ended = bool(row) and row[-1] == tokenizer.eot
+    row = row[:-1] if ended else row
+    tb = tokenizer.timestamp_begin
+    times, text = list(row[0::2]), list(row[1::2])
+    if not text or len(times) != len(text) + 1 or min(times) < tb or max(text) >= tokenizer.eot:
+        return None
+    return text, np.array([tokenizer.timestamp_s(t) for t in times]), ended
+
+
+def timed_row_words(tokenizer: WhisperTokenizer, row: Sequence[int]) -> TimedWords | None:
+    """Words with times (s from the window's start) of a timed row; None if the row has no times. A row of
+    just end-of-text is a final the decoder ended with no words."""
+    if list(row) == [tokenizer.eot]:
+        return TimedWords([], True)
+    timed = timed_row(tokenizer, row)
+    if timed is None:
+        return None
+    text, starts, ended = timed
+    return TimedWords(to_words(timed_words(tokenizer, text, starts, None, None)), ended)
+
+
+@dataclass(frozen=True)
+class TimedWords:
+    """A final's words as the engine aligned them."""
+
+    words: list[Word]
+    ended: bool
+    """The decoder ended the text itself (False: its token budget did, which a decoding loop runs into)."""
 
 
 def _merge_punctuation(words: list[TokenWord]) -> list[TokenWord]:

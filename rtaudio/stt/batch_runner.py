@@ -18,6 +18,7 @@ import numpy as np
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.frames import Caption
 from rtaudio.onnx_session import open_session
+from rtaudio.stt.alignment import TimedWords
 from rtaudio.stt.batch_stream import BatchScheduler, BatchStream, WindowRequest
 from rtaudio.stt.vad import CONTEXT_SAMPLES, FRAME_SAMPLES, STATE_SHAPE
 
@@ -129,15 +130,21 @@ class BatchRunner:
     latency tail longer: the VAD's Python loop and the decode loop take turns on the GIL.)"""
 
     def __init__(self, engine: BatchEngine, decode: Callable[[list[int]], str], vad: BatchedVad,
-                 scheduler: BatchScheduler, clock: Clock | None = None) -> None:
+                 scheduler: BatchScheduler, clock: Clock | None = None,
+                 words: Callable[[list[int]], TimedWords | None] | None = None) -> None:
         self.clock = clock or SystemClock()
         self.engine = engine
         self.decode = decode
+        """A row's token ids -> its text."""
+        self.words = words
+        """A final's row -> its words timed from the window's start, where the engine timed them (e.g.
+        `rtaudio.stt.alignment.timed_row_words`); None: finals are untimed."""
         self.vad = vad
         self.scheduler = scheduler
         self.streams: dict[int, BatchStream] = {}
 
     def add(self, stream: BatchStream) -> None:
+        stream.timed_finals = self.words is not None
         self.streams[stream.id] = stream
 
     def remove(self, stream_id: int) -> None:
@@ -178,7 +185,8 @@ class BatchRunner:
         for req, row in zip(chosen, tokens, strict=True):
             stream = self.streams.get(req.stream_id)
             if stream is not None:  # None: it left while its window was decoded
-                captions += [(req.stream_id, cap) for cap in stream.apply(req, self.decode(row).strip())]
+                timed = self.words(row) if req.final and self.words is not None else None
+                captions += [(req.stream_id, cap) for cap in stream.apply(req, self.decode(row).strip(), timed)]
         return captions
 
     def decode_batch(self, chosen: list[WindowRequest]) -> list[tuple[int, Caption]]:

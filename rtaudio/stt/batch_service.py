@@ -10,6 +10,7 @@ a caller adding audio never waits for the GPU.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import numpy as np
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption
+from rtaudio.stt.alignment import TimedWords, timed_row_words
 from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner
 from rtaudio.stt.batch_stream import SAMPLE_RATE_HZ, BatchScheduler, BatchStream, BatchStreamConfig
 from rtaudio.stt.engine_host import EngineAddress, RemoteEngine
@@ -37,10 +39,11 @@ class BatchService:
 
     def __init__(self, engine: BatchEngine, decode: Callable[[list[int]], str], vad: BatchedVad,
                  config: BatchStreamConfig | None = None, scheduler: BatchScheduler | None = None,
-                 clock: Clock | None = None, idle_sleep_s: float = 0.005) -> None:
+                 clock: Clock | None = None, idle_sleep_s: float = 0.005,
+                 words: Callable[[list[int]], TimedWords | None] | None = None) -> None:
         self.clock = clock or SystemClock()
         self.config = config or BatchStreamConfig()
-        self.runner = BatchRunner(engine, decode, vad, scheduler or BatchScheduler(), self.clock)
+        self.runner = BatchRunner(engine, decode, vad, scheduler or BatchScheduler(), self.clock, words)
         self.idle_sleep_s = idle_sleep_s
         self.error: BaseException | None = None
         """Set if a round failed: the service stops and every session's next call raises."""
@@ -228,7 +231,8 @@ def _service(engine: BatchEngine, model: str, pack: Path | None, config: BatchSt
     info = json.loads((folder / "whisper.json").read_text())
     tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
     vad = BatchedVad(vad_path, threads=min(8, os.cpu_count() or 1), chunk=48)
-    return BatchService(engine, tokenizer.decode, vad, config, clock=clock)
+    return BatchService(engine, tokenizer.decode, vad, config, clock=clock,
+                        words=functools.partial(timed_row_words, tokenizer))
 
 
 def load_service(model: str, device: str = "auto", config: BatchStreamConfig | None = None,

@@ -16,12 +16,15 @@ import numpy as np
 
 from rtaudio.errors import ConfigError
 from rtaudio.frames import Caption, Stability, Word
+from rtaudio.stt.alignment import TimedWords
 from rtaudio.stt.stabilizer import LocalAgreement, repetition_start
 from rtaudio.stt.vad import FRAME_SAMPLES, SpeechEnded, SpeechStarted, VadConfig, VadSegmenter
-from rtaudio.stt.window_pass import words_text
+from rtaudio.stt.window_pass import MISSED_WORD_GAP_S, heard_words, words_text
 
 SAMPLE_RATE_HZ = 16000
 KEEP_BACK_SAMPLES = SAMPLE_RATE_HZ  # the VAD may open a segment up to ~0.4 s before its current frame
+FINAL_WORDS = 200  # recent final words kept per stream (prompt and context)
+EARLY_STOP_S = 0.8  # a final whose words end this long before its segment's audio stopped early
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,15 @@ class BatchStreamConfig:
     """How much of the stream's final text conditions the final decode of its next segment (0: none). On
     all dev files the batched WER fell from 8.69 % to 8.42 % (`bench/gpu_streams.py --wer-finals`). Partial
     decodes get none: with it, 400 streams on the H100 left 800 instead of 540 of 8560 words never shown."""
+    context_s: float = 6.0
+    """Audio before a segment (already final) that its beam final hears again, as the CPU recognizer's
+    passes do (`StreamingConfig.context_ms`): a short segment is not decoded in isolation, and speech the
+    VAD scored as silence between two segments (a hoarse or soft voice) is heard and kept (see
+    `window_pass.heard_words`). The context's own words are dropped by their times, which the engine's
+    word alignment gives finals. Not after a cut inside continuous speech, nor for a final decoded
+    greedily under load. 0: none."""
+    context_words: int = 12
+    """The context starts no earlier than the last this many final words (bounds the tokens it costs)."""
     max_segment_s: float = 14.0
     """A segment this long without a pause is closed as final (keeps windows short and bounded)."""
     split_search_s: float = 4.0
@@ -47,6 +59,8 @@ class BatchStreamConfig:
     def __post_init__(self) -> None:
         if self.partial_interval_ms < 50 or self.max_segment_s < 2:
             raise ConfigError("partial_interval_ms must be >= 50 and max_segment_s >= 2")
+        if self.context_s < 0 or self.context_words < 0:
+            raise ConfigError("context_s and context_words must be >= 0")
         if self.split_search_s < 0:
             raise ConfigError("split_search_s must be >= 0")
         if self.pause_pass_ms is not None and self.pause_pass_ms < 32:
@@ -65,6 +79,13 @@ class WindowRequest:
     """The stream's recent final text, to condition the decode on (finals only)."""
     beam: bool = True
     """A final decoded with beam search; the scheduler clears it when the batch runs late."""
+    context_sample: int | None = None
+    """Where a beam final's audio starts (<= start_sample): the earlier audio it hears for context."""
+
+    @property
+    def audio_start(self) -> int:
+        """First sample of the audio decoded: the context, for a beam final that has one."""
+        return self.context_sample if self.context_sample is not None and self.final and self.beam else self.start_sample
 
 
 class BatchStream:
@@ -82,7 +103,13 @@ class BatchStream:
         self._audio_start = 0  # stream sample of self._buf[0]
         self.written = 0
         self.segment_id = 0
-        self._final_text = ""
+        self._final_words: list[Word] = []  # recent final words (stream seconds): the prompt, the context's end
+        self._context = int(self.config.context_s * SAMPLE_RATE_HZ)
+        self._no_context: set[int] = set()  # start samples of pending finals decoded without context
+        self._continued: set[int] = set()  # start samples of pending finals that continue one that stopped early
+        self.timed_finals = True
+        """Finals come back with word times (the runner's engine aligns them): without, a final hears no
+        context, whose words could not be told from its own."""
         self._seg_start: int | None = None
         self._last_decoded_end = 0
         self._pending_finals: list[tuple[int, int]] = []
@@ -153,6 +180,7 @@ class BatchStream:
                 end = self._split_point()
                 self._pending_finals.append((self._seg_start, end))
                 self._seg_start = end
+                self._no_context.add(end)  # after a cut in continuous speech Whisper skips from the context past it
                 self._last_decoded_end = end
         self._trim()
 
@@ -199,6 +227,8 @@ class BatchStream:
             self._seg_start = self._last_decoded_end = self.written
         self._close_due = False
         self._pending_finals.clear()
+        self._no_context.clear()
+        self._continued.clear()
         self.agreement.reset()
         self._trim()
 
@@ -221,7 +251,11 @@ class BatchStream:
         needed = [s for s, _ in self._pending_finals]
         if self._seg_start is not None:
             needed.append(self._seg_start)
-        keep_from = min([*needed, self.vad.position_sample - KEEP_BACK_SAMPLES])
+        keep_from = min(needed + [self.vad.position_sample - KEEP_BACK_SAMPLES])
+        if self._context and self.timed_finals:  # and the final words a coming final may hear again
+            again = next((w for w in self._final_words if w.start_s * SAMPLE_RATE_HZ >= keep_from - self._context), None)
+            if again is not None:
+                keep_from = min(keep_from, int(again.start_s * SAMPLE_RATE_HZ))
         cut = keep_from - self._audio_start
         if cut > SAMPLE_RATE_HZ:  # trim in steps of >= 1 s so copies stay rare
             self._buf[: self._n - cut] = self._buf[cut: self._n]
@@ -232,7 +266,9 @@ class BatchStream:
         """The decode this stream needs next, if any (finals first)."""
         if self._pending_finals:
             start, end = self._pending_finals[0]
-            return WindowRequest(self.id, start, end, True, self.origin_s + end / SAMPLE_RATE_HZ, self._prompt())
+            ctx = self._context_start(start)
+            return WindowRequest(self.id, start, end, True, self.origin_s + end / SAMPLE_RATE_HZ, self._prompt(ctx),
+                                 context_sample=ctx)
         if self._seg_start is None:
             return None
         end = self.vad.position_sample
@@ -245,34 +281,42 @@ class BatchStream:
                 return None
         return WindowRequest(self.id, self._seg_start, end, False, self.origin_s + due / SAMPLE_RATE_HZ)
 
-    def _prompt(self) -> str:
+    def _context_start(self, start: int) -> int:
+        """Where a final's context starts: at the first final word within `context_s` before it (only
+        silence before a stream's first final: hearing it changed the decode, for worse), within the audio
+        kept, after a clear, and no earlier than the last `context_words` final words; `start` for none."""
+        if start in self._no_context or not self._context or not self.timed_finals:
+            return start
+        ctx = max(start - self._context, self._dropped_until, self._audio_start, 0)
+        n = self.config.context_words
+        recent = self._final_words[-n:] if n else []
+        if n and len(recent) == n:
+            ctx = max(ctx, min(start, int(recent[0].start_s * SAMPLE_RATE_HZ)))
+        # from a final word's start: heard from within a word, and prompted with the text up to it, Whisper
+        # made up a sentence there ("Ages." -> "of the shadow of death he is with us. And the valley of ...")
+        first = next((w for w in self._final_words if w.start_s * SAMPLE_RATE_HZ >= ctx), None)
+        if first is None or first.start_s * SAMPLE_RATE_HZ >= start:
+            return start  # no final word to hear again
+        return int(first.start_s * SAMPLE_RATE_HZ)
+
+    def _prompt(self, before: int) -> str:
+        """The final text said before sample `before` (the context's words are heard, not prompted)."""
         n = self.config.prompt_chars
-        return self._final_text[len(self._final_text) - n:].strip() if n else ""
+        said = words_text([w for w in self._final_words if w.end_s * SAMPLE_RATE_HZ <= before + 1600])
+        return said[len(said) - n:].strip() if n else ""
 
     def window(self, req: WindowRequest) -> np.ndarray:
-        return self._audio[req.start_sample - self._audio_start: req.end_sample - self._audio_start]
+        return self._audio[req.audio_start - self._audio_start: req.end_sample - self._audio_start]
 
-    def apply(self, req: WindowRequest, text: str) -> list[Caption]:
-        """Words decoded for `req` -> captions (a FINAL closes the segment; otherwise committed + PARTIAL)."""
+    def apply(self, req: WindowRequest, text: str, timed: TimedWords | None = None) -> list[Caption]:
+        """Words decoded for `req` -> captions (a FINAL closes the segment; otherwise committed + PARTIAL).
+        `timed`: the words with times (s from the window's start) where the engine aligned them (finals)."""
+        if req.final:
+            return self._apply_final(req, text, timed)
         words = _words(text, req.start_sample, req.end_sample)
         loop = repetition_start(words)
         if loop is not None:
             words = words[:loop]
-        if req.final:
-            if not self._pending_finals or self._pending_finals[0] != (req.start_sample, req.end_sample):
-                return []  # dropped (a client's clear) while it was being decoded
-            self._pending_finals.pop(0)
-            # The final decode heard the whole segment at once, as offline transcription does: it is the
-            # final. (Merging it into words committed from partials, whose times are only spread evenly
-            # here, garbles spelled letters: "pi tts bu rgh".) Partials only ever showed a preview.
-            final_words = words or self.agreement.finish(None)
-            self.agreement.reset()
-            cap = Caption(words_text(final_words), req.start_sample, req.end_sample, Stability.FINAL,
-                          self.segment_id, SAMPLE_RATE_HZ, tuple(final_words))
-            self.segment_id += 1
-            self._final_text = f"{self._final_text} {cap.text}".strip()[-max(self.config.prompt_chars, 1) * 2:]
-            self._trim()
-            return [cap] if cap.text else []
         if self._seg_start != req.start_sample:
             return []  # its segment was dropped or has ended meanwhile: the final has the say
         self._last_decoded_end = req.end_sample
@@ -282,6 +326,67 @@ class BatchStream:
             return []
         return [Caption(words_text(shown), req.start_sample, req.end_sample, Stability.PARTIAL,
                         self.segment_id, SAMPLE_RATE_HZ, tuple(shown))]
+
+    def _apply_final(self, req: WindowRequest, text: str, timed: TimedWords | None) -> list[Caption]:
+        segment = (req.start_sample, req.end_sample)
+        if not self._pending_finals or self._pending_finals[0] != segment:
+            return []  # dropped (a client's clear) while it was being decoded
+        begin = req.audio_start
+        raw = timed.words if timed is not None else _words(text, 0, req.end_sample - begin)
+        capped = timed is not None and not timed.ended
+        new_from = None  # context words after the last final word were never shown: the VAD missed them
+        if begin < req.start_sample:
+            last = self._final_words[-1].end_s if self._final_words else 0.0
+            new_from = max(begin, int((last + MISSED_WORD_GAP_S) * SAMPLE_RATE_HZ))
+        words = list(heard_words(raw, capped, (req.end_sample - begin) / SAMPLE_RATE_HZ, begin, req.start_sample,
+                                 new_from, self._final_words[-2:], final=True))
+        if not words and begin < req.start_sample and req.end_sample - req.start_sample >= SAMPLE_RATE_HZ:
+            # A second of speech (the VAD opened the segment) and not a word: the context can throw Whisper
+            # into a loop over the context audio ("the. the. the."). Decode the segment alone next round.
+            self._no_context.add(req.start_sample)
+            return []
+        self._no_context.discard(req.start_sample)
+        continues = req.start_sample in self._continued
+        self._continued.discard(req.start_sample)
+        rest = None if continues else self._stopped_early(req, words, timed is not None)
+        if rest is not None:  # the rest of the segment is the next final, prompted by these words
+            self._pending_finals[0] = (rest, req.end_sample)
+            self._continued.add(rest)
+            self._no_context.add(rest)  # heard again, "7 1 6 2 4 4 6 7" + "1 4" came back as one "7162446714"
+        else:
+            self._pending_finals.pop(0)
+        # The final decode heard the whole segment at once, as offline transcription does: it is the final.
+        # (Merging it into words committed from partials, whose times are only spread evenly, garbles
+        # spelled letters: "pi tts bu rgh".) Partials only ever showed a preview.
+        final_words = words or self.agreement.finish(None)
+        self.agreement.reset()
+        cap = Caption(words_text(final_words), req.start_sample, req.end_sample if rest is None else rest,
+                      Stability.FINAL, self.segment_id, SAMPLE_RATE_HZ, tuple(final_words))
+        self.segment_id += 1
+        self._final_words = [*self._final_words, *final_words][-FINAL_WORDS:]
+        self._trim()
+        return [cap] if cap.text else []
+
+
+    def _stopped_early(self, req: WindowRequest, words: list[Word], timed: bool) -> int | None:
+        """Where the rest of a segment starts when its final stopped early (None if it did not): the
+        decoder ended the text (its words are timed) >= `EARLY_STOP_S` before the segment's end while the
+        VAD heard speech >= half that after the last word. Offline transcription goes on with its next
+        window there; so does a live final, once (CPU path: `StreamingRecognizer._final_pass`)."""
+        if not timed or not words:
+            return None
+        heard = int(words[-1].end_s * SAMPLE_RATE_HZ)
+        if req.end_sample - heard < EARLY_STOP_S * SAMPLE_RATE_HZ:
+            return None
+        first, last = heard // FRAME_SAMPLES, req.end_sample // FRAME_SAMPLES
+        if first < self.vad.position_sample // FRAME_SAMPLES - len(self._probs) + 1:
+            return None  # decoded so late that the VAD's scores of that audio are gone
+        frames = np.arange(first, last)
+        voiced = np.nonzero(self._probs[frames % len(self._probs)] >= self.config.vad.threshold)[0]
+        if not len(voiced) or (int(frames[voiced[-1]]) + 1) * FRAME_SAMPLES - heard < EARLY_STOP_S / 2 * SAMPLE_RATE_HZ:
+            return None
+        return max(req.start_sample, heard)
+
 
 def _words(text: str, start: int, end: int) -> list[Word]:
     """Spread words evenly over the window: the batched path decodes without timestamps. Each word gets

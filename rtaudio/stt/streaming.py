@@ -57,13 +57,19 @@ from rtaudio.stt.vad import (
     VadConfig,
     VadSegmenter,
 )
-from rtaudio.stt.window_pass import STREAMING_DECODE, Hypothesis, WindowPass, run_pass, words_text
+from rtaudio.stt.window_pass import (
+    MISSED_WORD_GAP_S,
+    STREAMING_DECODE,
+    Hypothesis,
+    WindowPass,
+    run_pass,
+    words_text,
+)
 
 SAMPLE_RATE_HZ = 16000
 FINAL_TEXT_CHARS = 2000
 FINAL_WORDS = 200
 LIVE_PROBE_SAMPLES = 3 * SAMPLE_RATE_HZ  # input faster than real time over this much audio is not live
-MISSED_WORD_GAP_S = 0.2  # a context word starting this long after the last final word is a new word
 EARLY_STOP_S = 0.8  # a final pass whose words end this long before the segment's audio stopped early
 
 

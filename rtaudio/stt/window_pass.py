@@ -24,6 +24,7 @@ from rtaudio.stt.stabilizer import is_code, normalize_word, repetition_start
 
 SAMPLE_RATE_HZ = 16000
 PADDING_EDGE_S = 0.1  # a partial's word starting this close to its audio's end may not have been said yet
+MISSED_WORD_GAP_S = 0.2  # a context word starting this long after the last final word is a new word
 ECHO_S = 0.6  # a context word ending within this of the last final word's end, and reading like it, is its echo (alignment stretches words into pauses)
 
 STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
@@ -130,6 +131,16 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
     compute_s = (clock_ns() - t0) / 1e9
     raw = [w for seg in result.segments for w in complete_words(seg.text, seg.words, content_s) if w.text.strip()]
     capped = sum(len(seg.tokens) for seg in result.segments) >= (options.max_new_tokens or 0) - 1
+    words = heard_words(raw, capped, content_s, audio_start, start, new_from, finals, final)
+    return Hypothesis(words, end, compute_s, dict(getattr(result, "stage_s", None) or {}))
+
+
+def heard_words(raw: Sequence[Word], capped: bool, content_s: float, audio_start: int, start: int,
+                new_from: int | None = None, finals: Sequence[Word] = (), final: bool = False) -> tuple[Word, ...]:
+    """The words of one pass (`raw`: window-relative times, the window's audio from stream sample
+    `audio_start`, `content_s` of it before the silence padding) that were said in the window from sample
+    `start` on, in stream seconds: loops cut, padding and context words dropped (see `run_pass`); `capped`:
+    the pass ran out of its token budget."""
     loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
     if loop is not None and not capped and final and said_again(raw, loop, content_s):
         loop = None
@@ -146,7 +157,7 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
     # where the time rule lost "how people": they start within MISSED_WORD_GAP of "know"), and words up to
     # it are not, however late the alignment put them ("Rub out." | "Robout" stretched into the window)
     echo = echo_index(heard, offset_s, finals) if new_from is not None else None
-    words = tuple(
+    return tuple(
         Word(w.text, offset_s + w.start_s, offset_s + min(max(w.end_s, w.start_s), content_s), w.probability)
         for i, w in enumerate(heard)
         if w.start_s < content_s - edge_s  # a word placed in the silence padding was never said
@@ -155,4 +166,3 @@ def run_pass(recognizer: Any, audio: np.ndarray, audio_start: int, start: int, e
         # stretches a word that follows a pause back over the pause, so starts are unreliable there
         and (i > echo if echo is not None else offset_s + w.end_s > start_s + 0.05 or offset_s + w.start_s >= new_s)
     )
-    return Hypothesis(words, end, compute_s, dict(getattr(result, "stage_s", None) or {}))
