@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from rtaudio_models.whisper.batched import BatchedWhisper
+from rtaudio_models.whisper.batched import BatchedWhisper, alignment_matrix
 from rtaudio_models.whisper.ct2 import model_bin_parts, read_ct2_model
 from rtaudio_models.whisper.model import whisper_from_ct2
 
@@ -24,6 +24,7 @@ from rtaudio.server.background import BackgroundServer
 from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient
 from rtaudio.server.config import ServerConfig
 from rtaudio.server.engine import resolve_backend
+from rtaudio.stt.alignment import alignment_matrix as reference_alignment_matrix
 from rtaudio.stt.alignment import timed_row_words
 from rtaudio.stt.batch_service import BatchService, BatchSession, load_service
 from rtaudio.stt.decoding import DecodeOptions
@@ -127,6 +128,17 @@ def test_finals_come_back_with_the_word_times_of_the_cpu_recognizer(
     starts = np.array([w.start_s for w in timed.words]) - np.array([w.start_s for w in cpu_words])
     ends = np.array([w.end_s for w in timed.words]) - np.array([w.end_s for w in cpu_words])
     assert np.abs(starts).max() <= 0.1 and np.abs(ends).max() <= 0.1, (starts, ends)
+
+
+@pytest.mark.parametrize("positions", [3, 5, 400])
+def test_the_alignment_matrix_on_the_device_is_the_numpy_one(positions: int) -> None:
+    """The engine builds each final's DTW cost matrix with torch on its device (numpy took ~30 ms a final on
+    the CPU); it must be the reference's, edges of the median filter included."""
+    scores = np.random.default_rng(positions).standard_normal((6, 40, positions)).astype(np.float32) * 4
+    expected = reference_alignment_matrix(scores, 3, positions)
+    got = alignment_matrix(torch.from_numpy(scores), 3).numpy()
+    assert got.shape == expected.shape == (36, positions)
+    np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
 @pytest.fixture(scope="module")

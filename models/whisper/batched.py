@@ -312,7 +312,7 @@ class BatchedWhisper:
         rows = self._within_audio(rows, windows)
         if not self.alignment_heads or self.timestamp_begin is None:
             return rows
-        from rtaudio.stt.alignment import token_starts
+        from rtaudio.stt.alignment import path_starts
 
         texts = [[t for t in r if t < self.eot] for r in rows]
         lead = [*self.start.tolist(), self.timestamp_begin - 1]  # start sequence, <|notimestamps|>
@@ -321,14 +321,17 @@ class BatchedWhisper:
         forced = torch.full((len(seqs), n), self.eot, dtype=torch.long)
         for i, q in enumerate(seqs):
             forced[i, : len(q)] = torch.tensor(q)
-        scores = self._alignment_scores(forced.to(self.device), cross, mask).cpu().numpy()
+        scores = self._alignment_scores(forced.to(self.device), cross, mask)
+        n_pos = [max(1, min(min(len(w), self.max_samples) // (2 * HOP), scores.shape[-1])) for w in windows]
+        # the matrices on the device (numpy took ~30 ms a final on the CPU: 400 streams fell behind), one copy
+        matrices = [alignment_matrix(scores[i, :, : len(seqs[i]), : n_pos[i]], len(self.start)) if text else None
+                    for i, text in enumerate(texts)]
         out = []
-        for i, (text, w) in enumerate(zip(texts, windows, strict=True)):
-            if not text:
+        for i, (text, matrix) in enumerate(zip(texts, matrices, strict=True)):
+            if not text or matrix is None:
                 out.append([] if capped[i] else [self.eot])
                 continue
-            kept = min(len(w), self.max_samples)
-            starts = token_starts(scores[i, :, : len(seqs[i])], len(self.start), kept // (2 * HOP))
+            starts = path_starts(matrix.cpu().numpy())
             stamps = [self.timestamp_begin + round(t / TIME_STEP_S) for t in starts]
             row = [*(x for pair in zip(stamps, text, strict=False) for x in pair), stamps[-1]]
             out.append(row if capped[i] else [*row, self.eot])
@@ -633,6 +636,19 @@ class BeamDecoder(StaticDecoder):
         self.group_done |= (self.n_fin >= k) | spent
         self.done.copy_(self.group_done.repeat_interleave(k))
         self._advance(pick_tok)
+
+
+def alignment_matrix(scores: Tensor, n_sot: int) -> Tensor:
+    """`rtaudio.stt.alignment.alignment_matrix` on the device, for scores (A, N, T) already cut to the
+    window's audio positions (float64, as the numpy reference it is tested against)."""
+    from rtaudio.stt.alignment import MEDIAN_FILTER_WIDTH
+
+    w = torch.softmax(scores.double(), dim=-1)
+    w = (w - w.mean(dim=-2, keepdim=True)) / (w.std(dim=-2, keepdim=True, correction=0) + 1e-10)
+    pad = MEDIAN_FILTER_WIDTH // 2
+    if w.shape[-1] > pad:
+        w = F.pad(w, (pad, pad), mode="reflect").unfold(-1, MEDIAN_FILTER_WIDTH, 1).median(dim=-1).values
+    return w.mean(dim=0)[n_sot:-1]
 
 
 def text_decoder(tokenizer: Any) -> Callable[[list[int]], str]:

@@ -134,12 +134,22 @@ def token_starts(scores: np.ndarray, n_sot: int, n_positions: int) -> np.ndarray
     the alignment heads' cross-attention scores (A, N, T) of a teacher-forced pass over
     [start sequence (`n_sot` tokens), <|notimestamps|>, text tokens, end-of-text]; `n_positions`: audio
     positions that hold the window's audio (not its silence padding)."""
+    return path_starts(alignment_matrix(scores, n_sot, n_positions))
+
+
+def alignment_matrix(scores: np.ndarray, n_sot: int, n_positions: int) -> np.ndarray:
+    """`token_starts`' cost matrix (text tokens and end-of-text x audio positions): attention weights over
+    the window's audio, normalised per position across tokens, median-filtered in time, averaged over heads."""
     n_pos = max(1, min(n_positions, scores.shape[-1]))
     weights = _softmax(scores[:, :, :n_pos].astype(np.float64))  # (A, N, T)
     mean = weights.mean(axis=-2, keepdims=True)
     std = weights.std(axis=-2, keepdims=True) + 1e-10
     weights = median_filter((weights - mean) / std, MEDIAN_FILTER_WIDTH)
-    matrix = weights.mean(axis=0)[n_sot: -1]  # rows predicting each text token and eot
+    return weights.mean(axis=0)[n_sot: -1]  # rows predicting each text token and eot
+
+
+def path_starts(matrix: np.ndarray) -> np.ndarray:
+    """The cheapest monotonic path through an `alignment_matrix` -> where each of its rows starts (s)."""
     text_idx, time_idx = dtw(-matrix)
     jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
     return time_idx[jumps] * TIME_PRECISION_S
