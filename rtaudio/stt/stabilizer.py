@@ -172,6 +172,8 @@ def repetition_start(words: Sequence[Word], max_ngram: int = 12, anywhere: bool 
     # of address the modern approach will also"; at least 4 words, the copy a third of the phrase or more
     for start in range(len(keys)):
         for n in range(4, min(40, len(keys) - start - 4) + 1):
+            if keys[start + n] != keys[start]:  # a copy of 4 or more words starts with the phrase's first
+                continue
             rest = keys[start + n:]
             if len(rest) >= max(4, n // 3) and _is_partial_copy(rest, keys[start: start + n]):
                 return start + n

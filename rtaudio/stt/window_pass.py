@@ -77,11 +77,16 @@ def fuzzy_repeat_start(words: Sequence[Word], min_words: int = 4, min_ratio: flo
     ("... terms of address. The more in approach we will also be reflecting the terms of address.");
     None if it does not. Exact loops are `repetition_start`'s; this catches the reworded ones."""
     keys = [normalize_word(w.text) for w in words]
+    matcher = SequenceMatcher(None)
     for p in range(min_words, len(keys) - min_words + 1):
         rest = keys[p:]
         m = len(rest)
+        matcher.set_seq2(rest)  # indexed once per split point (it runs per final of every live stream)
         for q in range(max(0, p - m - 2), max(0, p - m + 2) + 1):
-            if p - q >= min_words and SequenceMatcher(None, keys[q:p], rest).ratio() >= min_ratio:
+            if p - q < min_words:
+                continue
+            matcher.set_seq1(keys[q:p])
+            if matcher.quick_ratio() >= min_ratio and matcher.ratio() >= min_ratio:  # quick_ratio bounds ratio
                 return p
     return None
 
