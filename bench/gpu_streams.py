@@ -50,7 +50,7 @@ SR = 16000
 
 
 def build_engine(pack: Path, model: str, device: str, static_shapes: bool = False,  # type: ignore[no-untyped-def]
-                 shapes_s: tuple[float, ...] = (8.0, 15.0, 21.0), final_beam: int = 5):
+                 shapes_s: tuple[float, ...] = (8.0, 15.0), final_beam: int = 5):
     from rtaudio_models.whisper.batched import BatchedWhisper, load_compact, text_decoder
 
     folder = pack / model
@@ -331,7 +331,7 @@ def main() -> int:
                     help="WER from finals decoded unpaced (no partials; the same texts; runs on a CPU), no --streams runs")
     ap.add_argument("--limit-files", type=int, default=0)
     ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
-    ap.add_argument("--shapes-s", type=float, nargs="+", default=[8.0, 15.0, 21.0], help="fixed window lengths (--graphs)")
+    ap.add_argument("--shapes-s", type=float, nargs="+", default=[8.0, 15.0], help="fixed window lengths of partials (--graphs)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_streams.json")
     args = ap.parse_args()
 

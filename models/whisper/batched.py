@@ -70,7 +70,8 @@ class BatchedWhisper:
                  suppress_ids: list[int], suppress_begin_ids: list[int], device: str = "cuda",
                  dtype: torch.dtype = torch.float16, pad_multiple_s: float = 1.0, tail_pad_s: float = 1.0,
                  min_window_s: float = 8.0, static_shapes: bool = False,
-                 static_windows_s: tuple[float, ...] = (8.0, 15.0, 21.0), batch_bucket: int = 32,
+                 static_windows_s: tuple[float, ...] = (8.0, 15.0), final_windows_s: tuple[float, ...] = (21.0,),
+                 batch_bucket: int = 32,
                  encode: Callable[[str], list[int]] | None = None, sot_prev: int | None = None,
                  max_prompt_tokens: int = 48, final_beam: int = 5, beam_bucket: int = 8,
                  timestamp_begin: int | None = None, alignment_heads: list[tuple[int, int]] | None = None) -> None:
@@ -97,8 +98,10 @@ class BatchedWhisper:
         """Fixed window lengths; each window goes to the shortest that holds it with its tail padding. Short
         partial windows then neither encode nor cross-attend 15 s of padding nor wait for the decode steps
         of long ones (H100, 128 rows of 1-12 s: 128 ms in one 15 s batch, 59 ms for rows up to 6.5 s in 8 s).
-        Encoder attention is masked to each row's own length, so the bucket does not change the text. 21 s
-        holds a final's longest window: a 14 s segment after 6 s of context (`BatchStreamConfig`)."""
+        Encoder attention is masked to each row's own length, so the bucket does not change the text."""
+        self.final_windows_s = tuple(sorted(final_windows_s))
+        """The same for finals (beam search). One shape by default: each shape is a decode loop of its own in
+        a round, and a final's window holds up to a 14 s segment after 6 s of context (`BatchStreamConfig`)."""
         if self.device.type == "cuda":
             # cuDNN's attention builds a new graph for every new shape (each decoder step has one more key):
             # ~5 ms of CPU per call. Flash / memory-efficient kernels have no such set-up cost.
@@ -255,7 +258,8 @@ class BatchedWhisper:
     def _transcribe_bucketed(self, windows: list[np.ndarray], max_tokens_per_s: float,
                              prompts: list[str] | None, beam: int, timed: bool) -> list[list[int]]:
         """`transcribe_static` per window-length bucket; results in the order of `windows`."""
-        buckets = [next(b for b in self.static_windows_s if len(w) + self.tail_pad <= b * SAMPLE_RATE) for w in windows]
+        shapes = self.final_windows_s if timed else self.static_windows_s
+        buckets = [next(b for b in shapes if len(w) + self.tail_pad <= b * SAMPLE_RATE) for w in windows]
         return _per_group(buckets, windows, prompts, lambda bucket, ws, ps: self.transcribe_static(
             ws, max_tokens_per_s, window_s=bucket, prompts=ps, beam=beam, timed=timed))
 
@@ -282,7 +286,8 @@ class BatchedWhisper:
 
     def _transcribe_rows(self, windows: list[np.ndarray], max_tokens_per_s: float, prompts: list[str] | None,
                          beam: int, timed: bool = False) -> list[list[int]]:
-        if self.static_shapes and max(len(w) for w in windows) + self.tail_pad <= self.static_windows_s[-1] * SAMPLE_RATE:
+        longest = (self.final_windows_s if timed else self.static_windows_s)[-1]
+        if self.static_shapes and max(len(w) for w in windows) + self.tail_pad <= longest * SAMPLE_RATE:
             return self._transcribe_bucketed(windows, max_tokens_per_s, prompts, beam, timed)
         audio, valid = self._pad(windows)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
@@ -324,14 +329,17 @@ class BatchedWhisper:
         scores = self._alignment_scores(forced.to(self.device), cross, mask)
         n_pos = [max(1, min(min(len(w), self.max_samples) // (2 * HOP), scores.shape[-1])) for w in windows]
         # the matrices on the device (numpy took ~30 ms a final on the CPU: 400 streams fell behind), one copy
-        matrices = [alignment_matrix(scores[i, :, : len(seqs[i]), : n_pos[i]], len(self.start)) if text else None
-                    for i, text in enumerate(texts)]
+        matrices = [alignment_matrix(scores[i, :, : len(seqs[i]), : n_pos[i]], len(self.start))
+                    for i, text in enumerate(texts) if text]
+        flat = torch.cat([m.reshape(-1) for m in matrices]).cpu().numpy() if matrices else np.zeros(0)
+        at = np.cumsum([0, *(m.numel() for m in matrices)])
+        host = iter(flat[a:b].reshape(m.shape) for a, b, m in zip(at[:-1], at[1:], matrices, strict=True))
         out = []
-        for i, (text, matrix) in enumerate(zip(texts, matrices, strict=True)):
-            if not text or matrix is None:
+        for i, text in enumerate(texts):
+            if not text:
                 out.append([] if capped[i] else [self.eot])
                 continue
-            starts = path_starts(matrix.cpu().numpy())
+            starts = path_starts(next(host))
             stamps = [self.timestamp_begin + round(t / TIME_STEP_S) for t in starts]
             row = [*(x for pair in zip(stamps, text, strict=False) for x in pair), stamps[-1]]
             out.append(row if capped[i] else [*row, self.eot])
