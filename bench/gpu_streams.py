@@ -115,12 +115,16 @@ def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: li
                 s.stream.accept(s.audio[s.fed:target])
                 s.fed = target
         t_tick = time.monotonic()
-        caps, rep = runner.tick(now)
+
+        def emit(caps: list) -> None:  # captions leave as each phase (partials, finals) is decoded
+            shown = time.monotonic()
+            for sid, cap in caps:
+                sessions[sid].captions.append((shown, cap))
+
+        _, rep = runner.tick(now, emit)
         done = time.monotonic()
         ticks.append((done - t_tick, rep.batch_size, rep.waiting, rep.worst_lateness_s, rep.vad_s, rep.decode_s,
                       rep.greedy_finals))
-        for sid, cap in caps:
-            sessions[sid].captions.append((done, cap))
         if rep.batch_size == 0:
             time.sleep(0.005)
     return {"sessions": sessions, "ticks": ticks, "t0": t0, "duration_s": duration_s}
@@ -312,6 +316,8 @@ def main() -> int:
                     help="final text that conditions a stream's next decodes (0 = none)")
     ap.add_argument("--context-s", type=float, default=BatchStreamConfig.context_s,
                     help="earlier audio a final hears again for context (0 = none)")
+    ap.add_argument("--context-words", type=int, default=BatchStreamConfig.context_words,
+                    help="a final's context starts no earlier than the last this many final words")
     ap.add_argument("--pause-pass-ms", type=float, default=BatchStreamConfig.pause_pass_ms,
                     help="decode at once when speech pauses this long (0 = cadence only)")
     ap.add_argument("--max-batch", type=int, default=1024)
@@ -346,6 +352,7 @@ def main() -> int:
     names = sorted(speech)[: args.limit_files or None]
     config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
                                prompt_chars=args.prompt_chars, context_s=args.context_s,
+                               context_words=args.context_words,
                                vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
     greedy_late = None if args.greedy_late_s < 0 else args.greedy_late_s
     vad = args.pack / "silero_vad.onnx"

@@ -92,7 +92,13 @@ class ReplayEngine:
     def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
                    finals: list[bool] | None = None) -> list[list[int]]:
         self.windows += [len(w) for w in windows]
+        self.calls.append(list(finals or [False] * len(windows)))
         return [[0] for _ in windows]
+
+    @property
+    def calls(self) -> list[list[bool]]:
+        """Per engine call: which of its windows were finals."""
+        return self.__dict__.setdefault("_calls", [])
 
 
 def _speech(speech_dir: Path) -> np.ndarray:
@@ -127,6 +133,22 @@ def test_real_speech_gives_partials_then_one_final_per_utterance(speech_dir: Pat
     assert max(engine.windows) <= 16000 * 15, "windows stay bounded"
     kept_s = 3 + stream.config.context_s  # the VAD's look-back and a final's context
     assert len(stream._audio) < 16000 * kept_s, "audio before the last segment's context is dropped"
+
+
+def test_a_rounds_partials_are_shown_before_its_finals_are_decoded() -> None:
+    """Finals (beam search and word alignment) take the longest in a round: the round's partials are decoded
+    and handed out first, so a partial never waits for them."""
+    engine = ReplayEngine("hello world")
+    vad = BatchedVad(ensure_model("silero-vad") / "raw" / "silero_vad.onnx", threads=1)
+    runner = BatchRunner(engine, lambda tokens: "hello world", vad, BatchScheduler(8, greedy_late_s=None))
+    ended, talking = _segmented(np.concatenate([PAUSE, SPEECH, PAUSE])), _segmented(np.concatenate([PAUSE, SPEECH]))
+    talking.id = 1
+    for s in (ended, talking):
+        runner.add(s)
+    handed: list[list[Stability]] = []
+    captions, report = runner.tick(10.0, emit=lambda caps: handed.append([c.stability for _, c in caps]))
+    assert report.batch_size == 2 and engine.calls == [[False], [True]]
+    assert handed == [[Stability.PARTIAL], [Stability.FINAL]] and len(captions) == 2
 
 
 def test_silence_never_asks_for_a_decode() -> None:

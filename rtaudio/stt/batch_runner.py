@@ -111,6 +111,13 @@ class BatchedVad:
             self._free.append(slot)
 
 
+def phases(chosen: list[WindowRequest]) -> list[list[WindowRequest]]:
+    """A round's decodes in the order they run: partials, then finals. The engine decodes the two apart
+    anyway (greedy vs beam search with word alignment, each a decode loop of its own), so the partials'
+    captions need not wait for the finals' longer loop: the partial latency is a round's partial decode."""
+    return [group for group in ([r for r in chosen if not r.final], [r for r in chosen if r.final]) if group]
+
+
 @dataclass
 class TickReport:
     batch_size: int
@@ -151,11 +158,18 @@ class BatchRunner:
         self.streams.pop(stream_id, None)
         self.vad.forget(stream_id)
 
-    def tick(self, now_s: float) -> tuple[list[tuple[int, Caption]], TickReport]:
-        """Score new audio, decode the chosen batch; returns (stream id, caption) pairs and a report."""
+    def tick(self, now_s: float, emit: Callable[[list[tuple[int, Caption]]], None] | None = None,
+             ) -> tuple[list[tuple[int, Caption]], TickReport]:
+        """Score new audio, decode the chosen batch; returns (stream id, caption) pairs and a report. The
+        partials are decoded and handed to `emit` before the finals are (see `phases`)."""
         chosen, report = self.plan(now_s)
         t1 = self.clock.now_ns()
-        captions = self.decode_batch(chosen)
+        captions: list[tuple[int, Caption]] = []
+        for phase in phases(chosen):
+            done = self.decode_batch(phase)
+            if emit is not None:
+                emit(done)
+            captions += done
         report.decode_s = (self.clock.now_ns() - t1) / 1e9
         return captions, report
 

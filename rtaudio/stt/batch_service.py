@@ -25,7 +25,7 @@ from rtaudio.clock import Clock, SystemClock
 from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption
 from rtaudio.stt.alignment import TimedWords, timed_row_words
-from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner
+from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner, phases
 from rtaudio.stt.batch_stream import SAMPLE_RATE_HZ, BatchScheduler, BatchStream, BatchStreamConfig
 from rtaudio.stt.engine_host import EngineAddress, RemoteEngine
 from rtaudio.stt.tokenizer import WhisperTokenizer
@@ -116,15 +116,16 @@ class BatchService:
         with self._lock:
             self._forget_closed()
             chosen, _ = self.runner.plan(self.now_s())
-            windows, prompts, finals = self.runner.inputs(chosen)
+            inputs = [(phase, self.runner.inputs(phase)) for phase in phases(chosen)]
             self._changed.notify_all()  # VAD events, and finals closed by the VAD
         if not chosen:
             return False
-        tokens = self.runner.engine.transcribe(windows, prompts=prompts, finals=finals)
-        with self._lock:
-            for stream_id, caption in self.runner.apply(chosen, tokens):
-                self._outputs[stream_id].append(caption)
-            self._changed.notify_all()
+        for phase, (windows, prompts, finals) in inputs:  # partials first: their captions go out at once
+            tokens = self.runner.engine.transcribe(windows, prompts=prompts, finals=finals)
+            with self._lock:
+                for stream_id, caption in self.runner.apply(phase, tokens):
+                    self._outputs[stream_id].append(caption)
+                self._changed.notify_all()
         return True
 
 
