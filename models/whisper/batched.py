@@ -223,6 +223,23 @@ class BatchedWhisper:
             self._static[key] = make()
         return self._static[key]
 
+    def warm_up(self, max_rows: int = 256, max_finals: int = 64) -> int:
+        """Capture the CUDA graphs of every fixed shape a live round may need (partial batches up to
+        `max_rows`, finals up to `max_finals`, with and without a prompt), so that none is captured mid-stream
+        (each capture stalls its round); returns how many shapes were run. Nothing to do without fixed shapes."""
+        if not self.static_shapes:
+            return 0
+        runs = 0
+        for shapes, bucket, most, beam in ((self.static_windows_s, self.batch_bucket, max_rows, 1),
+                                           (self.final_windows_s, self.beam_bucket, max_finals, self.final_beam)):
+            for window_s in shapes:
+                for rows in range(bucket, most + 1, bucket):
+                    for prompt in ("", "Hello."):
+                        self.transcribe_static([np.zeros(SAMPLE_RATE, np.float32)] * rows, window_s=window_s,
+                                               prompts=[prompt] * rows, beam=beam)
+                        runs += 1
+        return runs
+
     def _prefix_cap(self, prefixes: list[list[int]]) -> int:
         """Prefix room of a decoder: the start sequence alone, or room for the longest prompt (two shapes)."""
         longest = max(len(p) for p in prefixes)

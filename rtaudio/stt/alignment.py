@@ -70,6 +70,26 @@ def _backtrace(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
+@njit(nogil=True, cache=True)
+def _backtrace_compiled(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """`_backtrace` compiled: in Python it was most of a final's alignment time (the GPU path times every final)."""
+    n, m = trace.shape
+    rows = np.empty(n + m, np.int64)
+    cols = np.empty(n + m, np.int64)
+    i, j, k = n - 1, m - 1, 0
+    while i > 0 or j > 0:
+        rows[k], cols[k] = i - 1, j - 1
+        k += 1
+        t = 2 if i == 0 else 1 if j == 0 else trace[i, j]
+        if t == 0:
+            i, j = i - 1, j - 1
+        elif t == 1:
+            i -= 1
+        else:
+            j -= 1
+    return rows[:k][::-1].copy(), cols[:k][::-1].copy()
+
+
 def _dtw_tables(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     cost = np.full((n + 1, m + 1), np.inf)
     cost[0, 0] = 0.0
@@ -82,7 +102,7 @@ def dtw(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.ascontiguousarray(x, dtype=np.float64)
     cost, trace = _dtw_tables(*x.shape)
     _dtw_fill(x, cost, trace)
-    return _backtrace(trace)
+    return _backtrace_compiled(trace)
 
 
 def dtw_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,12 +184,11 @@ def timed_words(tokenizer: WhisperTokenizer, text_tokens: Sequence[int], starts:
     boundaries = np.pad(np.cumsum([len(t) for t in word_tokens]), (1, 0))
     word_starts = starts[boundaries[:-1]]
     ends = starts[np.minimum(boundaries[1:], len(starts) - 1)]
-    probs = np.exp(np.asarray(token_logprobs if token_logprobs is not None else np.zeros(len(text_tokens)),
-                              dtype=np.float64))
+    probs = None if token_logprobs is None else np.exp(np.asarray(token_logprobs, dtype=np.float64))
     out = []
     for k, (text, toks) in enumerate(zip(words, word_tokens, strict=True)):
         lo, hi = int(boundaries[k]), int(boundaries[k + 1])
-        p = float(probs[lo:hi].mean()) if hi <= len(probs) and hi > lo else 1.0
+        p = float(probs[lo:hi].mean()) if probs is not None and hi <= len(probs) and hi > lo else 1.0
         out.append(TokenWord(text, tuple(toks), float(word_starts[k]), float(ends[k]), p))
     return _clip_long_words(_merge_punctuation(out))
 

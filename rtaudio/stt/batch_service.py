@@ -222,6 +222,7 @@ def load_engine_for(model: str, device: str = "auto", pack: Path | None = None) 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     engine, _ = load_engine(model_paths(model, pack)[0], device)
     engine.transcribe([np.zeros(SAMPLE_RATE_HZ, np.float32)])  # first-call set-up (kernels, graphs) now
+    engine.warm_up()  # on a GPU every fixed shape's CUDA graph (~a minute): none is captured mid-stream
     return engine
 
 
