@@ -9,6 +9,7 @@ grows evenly and nobody starves. Both are pure and unit-tested on CPU; the GPU e
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field, replace
 
@@ -253,7 +254,7 @@ class BatchStream:
             needed.append(self._seg_start)
         keep_from = min(needed + [self.vad.position_sample - KEEP_BACK_SAMPLES])
         if self._context and self.timed_finals:  # and the final words a coming final may hear again
-            again = next((w for w in self._final_words if w.start_s * SAMPLE_RATE_HZ >= keep_from - self._context), None)
+            again = self._first_word_from(keep_from - self._context)
             if again is not None:
                 keep_from = min(keep_from, int(again.start_s * SAMPLE_RATE_HZ))
         cut = keep_from - self._audio_start
@@ -294,15 +295,22 @@ class BatchStream:
             ctx = max(ctx, min(start, int(recent[0].start_s * SAMPLE_RATE_HZ)))
         # from a final word's start: heard from within a word, and prompted with the text up to it, Whisper
         # made up a sentence there ("Ages." -> "of the shadow of death he is with us. And the valley of ...")
-        first = next((w for w in self._final_words if w.start_s * SAMPLE_RATE_HZ >= ctx), None)
+        first = self._first_word_from(ctx)
         if first is None or first.start_s * SAMPLE_RATE_HZ >= start:
             return start  # no final word to hear again
         return int(first.start_s * SAMPLE_RATE_HZ)
 
+    def _first_word_from(self, sample: int) -> Word | None:
+        """The first final word starting at or after `sample` (a bisection: this runs for every stream every
+        round, `_final_words` holds up to FINAL_WORDS)."""
+        k = bisect.bisect_left(self._final_words, sample / SAMPLE_RATE_HZ, key=lambda w: w.start_s)
+        return self._final_words[k] if k < len(self._final_words) else None
+
     def _prompt(self, before: int) -> str:
         """The final text said before sample `before` (the context's words are heard, not prompted)."""
         n = self.config.prompt_chars
-        said = words_text([w for w in self._final_words if w.end_s * SAMPLE_RATE_HZ <= before + 1600])
+        k = bisect.bisect_right(self._final_words, (before + 1600) / SAMPLE_RATE_HZ, key=lambda w: w.end_s)
+        said = words_text(self._final_words[max(0, k - n):k])  # (no word has fewer than a character)
         return said[len(said) - n:].strip() if n else ""
 
     def window(self, req: WindowRequest) -> np.ndarray:
