@@ -116,7 +116,11 @@ class BatchService:
         with self._lock:
             self._forget_closed()
             chosen, _ = self.runner.plan(self.now_s())
-            inputs = [(phase, self.runner.inputs(phase)) for phase in phases(chosen)]
+            # An engine of this process decodes a round's partials before its finals, and their captions go
+            # out first; an engine process takes each front-end's round whole (it merges the rounds of all
+            # waiting front-ends into one batch: two calls a round would halve those batches).
+            groups = [chosen] if isinstance(self.runner.engine, RemoteEngine) else phases(chosen)
+            inputs = [(phase, self.runner.inputs(phase)) for phase in groups if phase]
             self._changed.notify_all()  # VAD events, and finals closed by the VAD
         if not chosen:
             return False
