@@ -408,15 +408,21 @@ def test_a_final_hears_the_audio_before_it_and_keeps_only_its_own_words() -> Non
     assert [w.start_s for w in cap.words] == pytest.approx([1.62, 1.95, 2.5])  # stream seconds
 
 
-def test_a_final_without_word_times_or_its_beam_hears_no_context() -> None:
-    """Context words are dropped by their times: a final that comes back untimed (an engine without
-    alignment) or is decoded greedily under load (no timed beam pass) hears its segment alone."""
+def _second_final() -> tuple[BatchStream, WindowRequest]:
+    """A stream whose first segment went FINAL ("Hello there."), and the request for its second's final."""
     stream = _segmented(TWO_SEGMENTS)
     first = stream.request()
     assert first is not None
     stream.apply(first, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2)))
     second = stream.request()
     assert second is not None and second.audio_start < second.start_sample
+    return stream, second
+
+
+def test_a_final_without_word_times_or_its_beam_hears_no_context() -> None:
+    """Context words are dropped by their times: a final that comes back untimed (an engine without
+    alignment) or is decoded greedily under load (no timed beam pass) hears its segment alone."""
+    stream, second = _second_final()
     greedy = replace(second, beam=False)
     assert greedy.audio_start == second.start_sample
     assert len(stream.window(greedy)) == second.end_sample - second.start_sample
@@ -429,12 +435,7 @@ def test_a_final_without_word_times_or_its_beam_hears_no_context() -> None:
 def test_a_final_that_hears_nothing_with_its_context_is_decoded_alone() -> None:
     """Context audio can throw Whisper into a loop over it: a second of speech that comes back without a word
     is decoded again, alone, before it is given up."""
-    stream = _segmented(TWO_SEGMENTS)
-    first = stream.request()
-    assert first is not None
-    stream.apply(first, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2)))
-    second = stream.request()
-    assert second is not None and second.audio_start < second.start_sample
+    stream, second = _second_final()
     assert stream.apply(second, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2))) == []
     again = stream.request()
     assert again is not None and again.final and (again.start_sample, again.end_sample) == (

@@ -52,20 +52,15 @@ def _dtw_fill(x: np.ndarray, cost: np.ndarray, trace: np.ndarray) -> None:  # pr
 
 
 def _backtrace(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    trace = trace.copy()
-    trace[0, :] = 2
-    trace[:, 0] = 1
+    """Plain-Python twin of `_backtrace_compiled` (for `dtw_reference`): from the last cell back to the first,
+    along the step each cell took (0 diagonal, 1 up, 2 left; the first row only left, the first column up)."""
+    step = {0: (1, 1), 1: (1, 0), 2: (0, 1)}
     i, j = trace.shape[0] - 1, trace.shape[1] - 1
     path = []
-    while i > 0 or j > 0:
+    while (i, j) != (0, 0):
         path.append((i - 1, j - 1))
-        t = trace[i, j]
-        if t == 0:
-            i, j = i - 1, j - 1
-        elif t == 1:
-            i -= 1
-        else:
-            j -= 1
+        di, dj = step[2 if i == 0 else 1 if j == 0 else int(trace[i, j])]
+        i, j = i - di, j - dj
     arr = np.array(path[::-1], dtype=np.int64).reshape(-1, 2)
     return arr[:, 0], arr[:, 1]
 
