@@ -8,7 +8,15 @@ from rtaudio.errors import ConfigError
 from rtaudio.frames import Word
 from rtaudio.stt.stabilizer import repetition_start
 from rtaudio.stt.streaming import StreamingConfig
-from rtaudio.stt.window_pass import complete_words, echo_index, fuzzy_repeat_start, said_again, words_text
+from rtaudio.stt.window_pass import (
+    complete_words,
+    echo_index,
+    fuzzy_repeat_start,
+    heard_words,
+    piled_start,
+    said_again,
+    words_text,
+)
 
 
 def test_complete_words_restores_dropped_tail() -> None:
@@ -47,6 +55,19 @@ def test_fuzzy_repeat_start_finds_reworded_loops_only() -> None:
     assert fuzzy_repeat_start(loop) == 11
     assert fuzzy_repeat_start(_w("we choose to go to the moon in this decade and do the other things")) is None
     assert fuzzy_repeat_start(_w("words words words words and that should be all")) is None
+
+
+def test_text_the_alignment_piles_at_one_instant_was_not_heard() -> None:
+    """A 14-word phrase read twice more (too long for `repetition_start`) came back with every extra word at
+    one instant (the LJSpeech reading at 200 ms endpointing): the words from the pile on are dropped."""
+    said = [Word(f" {w}", 0.3 * i, 0.3 * i + 0.25) for i, w in enumerate("or cost incurred in casting".split())]
+    again = "in casting especially as no more time is occupied or cost incurred in casting".split()
+    piled = [Word(f" {w}", 1.6, 1.6) for w in again] + [Word(" casting", 1.6, 1.9)]
+    assert piled_start(said + piled) == len(said)
+    heard = heard_words(said + piled, False, 2.0, 0, 0, final=True)
+    assert words_text(heard) == "or cost incurred in casting"
+    assert piled_start(said) is None
+    assert piled_start(said + piled[-2:]) is None, "two words at one instant may be fast speech"
 
 
 def test_a_word_said_again_and_again_is_not_a_loop_in_a_whole_segment() -> None:

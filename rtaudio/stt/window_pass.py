@@ -91,6 +91,20 @@ def fuzzy_repeat_start(words: Sequence[Word], min_words: int = 4, min_ratio: flo
     return None
 
 
+def piled_start(words: Sequence[Word], min_words: int = 3) -> int | None:
+    """Where the text runs on past what the audio holds: the last `min_words` or more words all placed at one
+    instant, all but the last without length (the alignment has no audio left to give them); None if the
+    words do not end so. A loop too long for `repetition_start` ends like this ("... in casting | in casting
+    especially as no more time is occupied ... in casting", all at 79.32 s of a segment ending at 79.68 s)."""
+    if len(words) < min_words:
+        return None
+    at = words[-1].start_s
+    k = len(words) - 1
+    while k > 0 and words[k - 1].start_s == at and words[k - 1].end_s == at:
+        k -= 1
+    return k if len(words) - k >= min_words else None
+
+
 def said_again(words: Sequence[Word], loop: int, content_s: float, max_copies: int = 4) -> bool:
     """A word said over and over to the end of the speech ("here's some more word word word word word"),
     not a loop, in a pass that heard the whole segment: the decoder ended the text itself (it was not cut
@@ -151,6 +165,9 @@ def heard_words(raw: Sequence[Word], capped: bool, content_s: float, audio_start
         loop = None
     if loop is None:
         loop = fuzzy_repeat_start(raw)
+    pile = piled_start(raw)
+    if pile is not None and (loop is None or pile < loop):
+        loop = pile
     offset_s, start_s = audio_start / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ
     new_s = math.inf if new_from is None else new_from / SAMPLE_RATE_HZ
     heard = raw[:loop]
