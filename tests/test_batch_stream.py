@@ -426,6 +426,7 @@ def test_a_final_without_word_times_or_its_beam_hears_no_context() -> None:
     greedy = replace(second, beam=False)
     assert greedy.audio_start == second.start_sample
     assert len(stream.window(greedy)) == second.end_sample - second.start_sample
+    assert second.decode_prompt == "" and greedy.decode_prompt == "Hello there.", "what it no longer hears is prompted"
     stream.timed_finals = False
     untimed = stream.request()
     assert untimed is not None and untimed.audio_start == untimed.start_sample

@@ -189,7 +189,7 @@ class BatchRunner:
     def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None, list[bool]]:
         """The chosen requests' audio (copies: streams may take more audio meanwhile), prompts and which are
         finals to beam-search: `engine.transcribe`'s arguments."""
-        prompts = [r.prompt for r in chosen]
+        prompts = [r.decode_prompt for r in chosen]
         windows = [self.streams[r.stream_id].window(r).copy() for r in chosen]
         return windows, prompts if any(prompts) else None, [r.final and r.beam for r in chosen]
 

@@ -82,11 +82,19 @@ class WindowRequest:
     """A final decoded with beam search; the scheduler clears it when the batch runs late."""
     context_sample: int | None = None
     """Where a beam final's audio starts (<= start_sample): the earlier audio it hears for context."""
+    prompt_alone: str = ""
+    """The prompt should the final be decoded without its context (greedily, under load): the words the
+    context would have heard are then prompted."""
 
     @property
     def audio_start(self) -> int:
         """First sample of the audio decoded: the context, for a beam final that has one."""
         return self.context_sample if self.context_sample is not None and self.final and self.beam else self.start_sample
+
+    @property
+    def decode_prompt(self) -> str:
+        """The prompt of the decode as it runs: without the words of a context it hears."""
+        return self.prompt if self.audio_start < self.start_sample else self.prompt_alone or self.prompt
 
 
 class BatchStream:
@@ -269,7 +277,7 @@ class BatchStream:
             start, end = self._pending_finals[0]
             ctx = self._context_start(start)
             return WindowRequest(self.id, start, end, True, self.origin_s + end / SAMPLE_RATE_HZ, self._prompt(ctx),
-                                 context_sample=ctx)
+                                 context_sample=ctx, prompt_alone=self._prompt(start) if ctx < start else "")
         if self._seg_start is None:
             return None
         end = self.vad.position_sample
