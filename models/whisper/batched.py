@@ -102,8 +102,8 @@ class BatchedWhisper:
         self.final_windows_s = tuple(sorted(final_windows_s))
         """The same for finals (beam search), whose windows hold up to a 14 s segment after 6 s of context
         (`BatchStreamConfig`). Each shape is a decode loop of its own in a round, yet all finals in one 21 s
-        shape made rounds slower (H100, 400 streams: 160 -> 197 ms): short finals then encode and
-        cross-attend 21 s."""
+        shape gave slower rounds in the one run tried (H100, 400 streams: 197 ms against 160-188 ms in other
+        runs, which vary by that much between machines): short finals then encode and cross-attend 21 s."""
         if self.device.type == "cuda":
             # cuDNN's attention builds a new graph for every new shape (each decoder step has one more key):
             # ~5 ms of CPU per call. Flash / memory-efficient kernels have no such set-up cost.

@@ -20,12 +20,11 @@ from rtaudio.frames import Caption, Stability, Word
 from rtaudio.stt.alignment import TimedWords
 from rtaudio.stt.stabilizer import LocalAgreement, repetition_start
 from rtaudio.stt.vad import FRAME_SAMPLES, SpeechEnded, SpeechStarted, VadConfig, VadSegmenter
-from rtaudio.stt.window_pass import MISSED_WORD_GAP_S, heard_words, words_text
+from rtaudio.stt.window_pass import EARLY_STOP_S, MISSED_WORD_GAP_S, heard_words, words_text
 
 SAMPLE_RATE_HZ = 16000
 KEEP_BACK_SAMPLES = SAMPLE_RATE_HZ  # the VAD may open a segment up to ~0.4 s before its current frame
 FINAL_WORDS = 200  # recent final words kept per stream (prompt and context)
-EARLY_STOP_S = 0.8  # a final whose words end this long before its segment's audio stopped early
 
 
 @dataclass(frozen=True)
@@ -382,7 +381,6 @@ class BatchStream:
         self._final_words = [*self._final_words, *final_words][-FINAL_WORDS:]
         self._trim()
         return [cap] if cap.text else []
-
 
     def _stopped_early(self, req: WindowRequest, words: list[Word], timed: bool) -> int | None:
         """Where the rest of a segment starts when its final stopped early (None if it did not): the

@@ -58,6 +58,7 @@ from rtaudio.stt.vad import (
     VadSegmenter,
 )
 from rtaudio.stt.window_pass import (
+    EARLY_STOP_S,
     MISSED_WORD_GAP_S,
     STREAMING_DECODE,
     Hypothesis,
@@ -70,7 +71,6 @@ SAMPLE_RATE_HZ = 16000
 FINAL_TEXT_CHARS = 2000
 FINAL_WORDS = 200
 LIVE_PROBE_SAMPLES = 3 * SAMPLE_RATE_HZ  # input faster than real time over this much audio is not live
-EARLY_STOP_S = 0.8  # a final pass whose words end this long before the segment's audio stopped early
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from rtaudio.stt.stabilizer import is_code, normalize_word, repetition_start
 SAMPLE_RATE_HZ = 16000
 PADDING_EDGE_S = 0.1  # a partial's word starting this close to its audio's end may not have been said yet
 MISSED_WORD_GAP_S = 0.2  # a context word starting this long after the last final word is a new word
+EARLY_STOP_S = 0.8  # a final pass whose words end this long before the segment's audio stopped early
 ECHO_S = 0.6  # a context word ending within this of the last final word's end, and reading like it, is its echo (alignment stretches words into pauses)
 
 STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
