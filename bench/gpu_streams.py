@@ -61,6 +61,31 @@ def build_engine(pack: Path, model: str, device: str, static_shapes: bool = Fals
     return engine, text_decoder(tok), functools.partial(timed_row_words, tok)
 
 
+def profile_engine(engine) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    """Time the engine's stages (synchronizing the device around each): where a round's time goes."""
+    import torch
+    from rtaudio_models.whisper import batched
+
+    spent: dict[str, list[float]] = {}
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+    def timer(name: str, fn):  # type: ignore[no-untyped-def]
+        def timed(*a, **k):  # type: ignore[no-untyped-def]
+            sync()
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            sync()
+            spent.setdefault(name, []).append(time.perf_counter() - t)
+            return out
+        return timed
+
+    engine._encode = timer("encode", engine._encode)
+    engine.timed = timer("align", engine.timed)
+    batched.StaticDecoder.run = timer("greedy loop", batched.StaticDecoder.run)
+    batched.BeamDecoder.run = timer("beam loop", batched.BeamDecoder.run)
+    return spent
+
+
 @dataclass
 class Session:
     stream: BatchStream
@@ -124,7 +149,7 @@ def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: li
         _, rep = runner.tick(now, emit)
         done = time.monotonic()
         ticks.append((done - t_tick, rep.batch_size, rep.waiting, rep.worst_lateness_s, rep.vad_s, rep.decode_s,
-                      rep.greedy_finals))
+                      rep.greedy_finals, rep.partials_s, rep.finals))
         if rep.batch_size == 0:
             time.sleep(0.005)
     return {"sessions": sessions, "ticks": ticks, "t0": t0, "duration_s": duration_s}
@@ -309,7 +334,8 @@ def main() -> int:
     ap.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200, 400])
     ap.add_argument("--duration-s", type=float, default=30.0)
     ap.add_argument("--partial-interval-ms", type=float, default=400.0)
-    ap.add_argument("--min-silence-ms", type=int, default=400, help="VAD silence that ends a segment (final)")
+    ap.add_argument("--min-silence-ms", type=int, nargs="+", default=[400],
+                    help="VAD silence that ends a segment (final); several: the --streams runs at each, WER at the first")
     ap.add_argument("--vad-pad-ms", type=int, default=BatchStreamConfig().vad.speech_pad_ms,
                     help="audio kept before and after the VAD's speech")
     ap.add_argument("--prompt-chars", type=int, default=BatchStreamConfig.prompt_chars,
@@ -336,6 +362,7 @@ def main() -> int:
     ap.add_argument("--wer-finals", action="store_true",
                     help="WER from finals decoded unpaced (no partials; the same texts; runs on a CPU), no --streams runs")
     ap.add_argument("--limit-files", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="time the engine's stages (slows it a little)")
     ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
     ap.add_argument("--shapes-s", type=float, nargs="+", default=[8.0, 15.0], help="fixed window lengths of partials (--graphs)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_streams.json")
@@ -350,10 +377,14 @@ def main() -> int:
     speech = dict(np.load(args.pack / "speech.npz"))
     refs = json.loads((args.pack / "refs.json").read_text())
     names = sorted(speech)[: args.limit_files or None]
-    config = BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
-                               prompt_chars=args.prompt_chars, context_s=args.context_s,
-                               context_words=args.context_words,
-                               vad=VadConfig(min_silence_ms=args.min_silence_ms, speech_pad_ms=args.vad_pad_ms))
+
+    def config_for(min_silence_ms: int) -> BatchStreamConfig:
+        return BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
+                                 prompt_chars=args.prompt_chars, context_s=args.context_s,
+                                 context_words=args.context_words,
+                                 vad=VadConfig(min_silence_ms=min_silence_ms, speech_pad_ms=args.vad_pad_ms))
+
+    config = config_for(args.min_silence_ms[0])
     greedy_late = None if args.greedy_late_s < 0 else args.greedy_late_s
     vad = args.pack / "silero_vad.onnx"
     if engine is not None:
@@ -362,40 +393,50 @@ def main() -> int:
         t_warm = time.monotonic()
         shapes = engine.warm_up()  # every CUDA graph now, not mid-run (as `rtaudio serve` does at start)
         print(f"{shapes} fixed shapes warmed up in {time.monotonic() - t_warm:.0f} s", flush=True)
+    spent = profile_engine(engine) if args.profile and engine is not None else None
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
     rows = []
     print(f"{args.model} on {gpu}; partial every {args.partial_interval_ms:.0f} ms; {args.duration_s:.0f} s per run; "
           + (f"through {args.server_processes} server process(es)" if args.server
              else f"CUDA graphs {'on' if args.graphs else 'off'}"))
-    print(f"{'streams':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
+    print(f"{'N@silence':>8}{'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
     server = (_serve(args.pack, args.model, args.port, max(args.streams) + 8, args.server_processes, args.engine_per_process)
               if args.server else None)
     try:
-        for n in [] if args.wer_only or args.wer_finals else args.streams:
+        for ms, n in [] if args.wer_only or args.wer_finals else [(m, n) for m in args.min_silence_ms for n in args.streams]:
             if server is not None:
-                res = run_server(args.pack, args.model, names, n, args.duration_s, config, args.port, args.client_procs)
+                res = run_server(args.pack, args.model, names, n, args.duration_s, config_for(ms), args.port,
+                                 args.client_procs)
             else:
-                res = run(engine, decode, vad, speech, names, n, args.duration_s, config, args.max_batch,
+                res = run(engine, decode, vad, speech, names, n, args.duration_s, config_for(ms), args.max_batch,
                           greedy_late_s=greedy_late, words=words)
             lat = latencies(res, refs)
-            ticks = np.array(res["ticks"] or [[0.0] * 7])
+            if spent is not None:
+                busy_ticks = max(1, sum(1 for t in res["ticks"] if t[1] > 0))
+                lat["profile_ms"] = {k: [len(v), 1000 * sum(v) / busy_ticks] for k, v in spent.items()}
+                print("per busy tick: " + ", ".join(f"{k} {ms:.1f} ms ({c} calls)" for k, (c, ms) in lat["profile_ms"].items()))
+                spent.clear()
+            ticks = np.array(res["ticks"] or [[0.0] * 9])
             busy = ticks[ticks[:, 1] > 0]
             tail = ticks[len(ticks) * 3 // 4:]
-            row = {"streams": n, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
+            row = {"streams": n, "min_silence_ms": ms, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
                    "tick_p50_ms": float(np.median(busy[:, 0]) * 1000) if len(busy) else 0.0,
                    "lateness_end_s": float(tail[:, 3].max()) if len(tail) else 0.0,
                    "vad_ms_mean": float(ticks[:, 4].mean() * 1000), "decode_ms_mean": float(busy[:, 5].mean() * 1000) if len(busy) else 0.0,
+                   "partials_ms_mean": float(busy[:, 7].mean() * 1000) if len(busy) else 0.0,
+                   "finals_per_tick": float(busy[:, 8].mean()) if len(busy) else 0.0,
                    "greedy_finals": int(ticks[:, 6].sum()),
                    "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions)}
             keeps_up = row["lateness_end_s"] < 1.0
             row["real_time"] = bool(row["partial_p99_s"] < 1.0 and keeps_up)
             row["real_time_partials"] = bool(row["partial_only_p99_s"] < 1.0 and keeps_up)
             rows.append(row)
-            print(f"{n:>7} {row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
+            print(f"{n:>4}@{ms:<3}{row['partial_p50_s']:6.2f} {row['partial_p95_s']:6.2f} {row['partial_p99_s']:6.2f} "
                   f"{row['final_p50_s']:7.2f} {row['words_never_shown']:>3}/{row['words']:<4} {row['mean_batch']:6.1f} "
                   f"{row['tick_p50_ms']:8.1f} {row['lateness_end_s']:8.2f} {str(row['real_time']):>9}"
-                  f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick; "
+                  f"  (vad {row['vad_ms_mean']:.0f} ms, decode {row['decode_ms_mean']:.0f} ms per tick, of which "
+                  f"partials {row['partials_ms_mean']:.0f} ms; {row['finals_per_tick']:.1f} finals per tick; "
                   f"{row['words_over_1s']} words > 1 s, {row['over_1s_first_in_final']} of them first in a final; "
                   f"{row['first_in_final']} words first in a final; p99 of words first in partials "
                   f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
@@ -408,7 +449,7 @@ def main() -> int:
     report = {"model": args.model, "device": gpu, "through_server": args.server,
               "server_processes": args.server_processes if args.server else None,
               "engine_per_process": args.engine_per_process if args.server else None, "partial_interval_ms": args.partial_interval_ms,
-              "min_silence_ms": args.min_silence_ms, "pause_pass_ms": args.pause_pass_ms,
+              "min_silence_ms": args.min_silence_ms[0], "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}
     if args.wer or args.wer_only or args.wer_finals:
         if args.wer_finals:

@@ -126,6 +126,9 @@ class TickReport:
     worst_lateness_s: float
     vad_s: float = 0.0
     decode_s: float = 0.0
+    partials_s: float = 0.0
+    """Of `decode_s`: the partials' phase, from the round's start to their captions (see `phases`)."""
+    finals: int = 0
     greedy_finals: int = 0
     """Finals of this batch decoded greedily because it ran late (see `BatchScheduler`)."""
 
@@ -170,6 +173,8 @@ class BatchRunner:
             if emit is not None:
                 emit(done)
             captions += done
+            if not phase[0].final:
+                report.partials_s = (self.clock.now_ns() - t1) / 1e9
         report.decode_s = (self.clock.now_ns() - t1) / 1e9
         return captions, report
 
@@ -184,7 +189,7 @@ class BatchRunner:
         worst = max((now_s - r.due_s for r in requests), default=0.0)
         greedy = sum(r.final and not r.beam for r in chosen)
         return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9,
-                                  greedy_finals=greedy)
+                                  finals=sum(r.final for r in chosen), greedy_finals=greedy)
 
     def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None, list[bool]]:
         """The chosen requests' audio (copies: streams may take more audio meanwhile), prompts and which are
