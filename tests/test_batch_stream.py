@@ -56,12 +56,33 @@ def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -
     stream.accept_vad(np.concatenate([np.full(10, 0.05), np.full(40, 0.9), np.full(10, 0.05)]).astype(np.float32))
     final = stream.request()
     assert final is not None and final.final
-    assert final.due_s == pytest.approx(10.0 - (60 - 50) * 512 / 16000, abs=1e-6), "due when its end arrived"
+    known = 50 + stream.vad._min_silence_frames  # the frame whose silence ended the segment
+    assert final.due_s == pytest.approx(10.0 - (60 - known) * 512 / 16000, abs=1e-6), "due when its end arrived"
     assert all(r.beam for r in BatchScheduler().pick([final], now_s=10.1)), "not late: keeps its beam"
     on_time = BatchStream(1, origin_s=5.0)
     on_time.accept(np.zeros(16000, np.float32))
     on_time.arrived(5.9)  # one second of audio by 0.9 s after opening: faster than real time
     assert on_time.origin_s == 5.0
+
+
+def test_finals_are_due_when_the_stream_knew_of_them_not_at_their_end() -> None:
+    """The VAD declares an end only after its silence, and a segment grown too long is cut at a pause up to
+    `split_search_s` back: due at their ends, such finals looked late the moment they appeared, and the
+    scheduler took every stream's beam for them (H100, 400 streams at 300-400 ms endpointing: two finals in
+    three greedy). They are due when the stream learned of them."""
+    config = BatchStreamConfig(max_segment_s=2.0, split_search_s=1.0, vad=VadConfig(min_silence_ms=300, speech_pad_ms=0))
+    stream = BatchStream(0, config, origin_s=0.0)
+    frames = 100  # 3.2 s: a dip at frame 50 (1.6 s) inside continuous speech, the cut at 2 s of segment
+    stream.accept(np.zeros(512 * frames, np.float32))
+    probs = np.full(frames, 0.9, np.float32)
+    probs[:5] = 0.05
+    probs[50] = 0.3
+    stream.accept_vad(probs)
+    cut = stream.request()
+    assert cut is not None and cut.final
+    assert cut.end_sample == pytest.approx(50.5 * 512, abs=1), "cut at the dip"
+    assert cut.due_s >= cut.start_sample / 16000 + 2.0 - 1e-6, "due when the segment reached 2 s, not at the dip"
+    assert all(r.beam for r in BatchScheduler().pick([cut], now_s=cut.due_s + 0.2)), "on time: keeps its beam"
 
 
 def test_no_stream_starves_under_overload() -> None:

@@ -121,6 +121,8 @@ class BatchStream:
         self._seg_start: int | None = None
         self._last_decoded_end = 0
         self._pending_finals: list[tuple[int, int]] = []
+        self._known_at: dict[int, int] = {}
+        """End sample of a pending final -> the VAD position at which it became known (see `request`)."""
         self._close_due = False  # close the open segment once the VAD has scored all audio written
         self._dropped_until = 0  # audio before this sample was cleared: no segment covers it
         self._min_final = int(self.config.vad.min_speech_ms * SAMPLE_RATE_HZ / 1000)
@@ -186,11 +188,15 @@ class BatchStream:
             done += n
             if self._seg_start is not None and self.vad.position_sample - self._seg_start >= self._max_segment:
                 end = self._split_point()
-                self._pending_finals.append((self._seg_start, end))
+                self._add_final(self._seg_start, end, self.vad.position_sample)
                 self._seg_start = end
                 self._no_context.add(end)  # after a cut in continuous speech Whisper skips from the context past it
                 self._last_decoded_end = end
         self._trim()
+
+    def _add_final(self, start: int, end: int, known: int) -> None:
+        self._pending_finals.append((start, end))
+        self._known_at[end] = max(end, known)
 
     def _split_point(self) -> int:
         """Where a segment that reached max_segment_s is cut: mid-frame of the lowest VAD probability among
@@ -213,7 +219,7 @@ class BatchStream:
                 self._last_decoded_end = self._seg_start
             elif self._seg_start is not None:
                 if event.end_sample - self._seg_start >= self._min_final:  # not a remnant after a clear
-                    self._pending_finals.append((self._seg_start, event.end_sample))
+                    self._add_final(self._seg_start, event.end_sample, event.decided_sample)
                 self._seg_start = None
         if self._close_due and self.vad_frames_due() == 0:
             self._close_due = False
@@ -235,6 +241,7 @@ class BatchStream:
             self._seg_start = self._last_decoded_end = self.written
         self._close_due = False
         self._pending_finals.clear()
+        self._known_at.clear()
         self._no_context.clear()
         self._continued.clear()
         self.agreement.reset()
@@ -273,9 +280,14 @@ class BatchStream:
     def request(self) -> WindowRequest | None:
         """The decode this stream needs next, if any (finals first)."""
         if self._pending_finals:
+            # Due when the stream knew of it: the VAD declares an end only after its silence, and a cut of a
+            # long segment lies up to split_search_s back. Due at its end, a final looked that late at once,
+            # and the scheduler took every stream's beam for it (H100, 400 streams at 300-400 ms endpointing:
+            # two finals in three greedy, the batch "3 s late" while it kept up).
             start, end = self._pending_finals[0]
             ctx = self._context_start(start)
-            return WindowRequest(self.id, start, end, True, self.origin_s + end / SAMPLE_RATE_HZ, self._prompt(ctx),
+            due = self.origin_s + self._known_at.get(end, end) / SAMPLE_RATE_HZ
+            return WindowRequest(self.id, start, end, True, due, self._prompt(ctx),
                                  context_sample=ctx, prompt_alone=self._prompt(start) if ctx < start else "")
         if self._seg_start is None:
             return None
@@ -370,6 +382,7 @@ class BatchStream:
             self._no_context.add(rest)  # heard again, "7 1 6 2 4 4 6 7" + "1 4" came back as one "7162446714"
         else:
             self._pending_finals.pop(0)
+            self._known_at.pop(req.end_sample, None)
         # The final decode heard the whole segment at once, as offline transcription does: it is the final.
         # (Merging it into words committed from partials, whose times are only spread evenly, garbles
         # spelled letters: "pi tts bu rgh".) Partials only ever showed a preview.

@@ -7,7 +7,7 @@ session is shareable; each stream owns a `SileroVad` (state + context) and a `Va
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +131,8 @@ class SpeechEnded:
 
     start_sample: int
     end_sample: int
+    decided_sample: int = field(default=0, compare=False)
+    """The stream position at which the silence became long enough: when a live listener could know."""
 
 
 VadEvent = SpeechStarted | SpeechEnded
@@ -215,4 +217,4 @@ class VadSegmenter:
         self._silence_from = None
         self.segment_start_sample = None
         self._prev_end_sample = end_sample
-        return SpeechEnded(start, end_sample)
+        return SpeechEnded(start, end_sample, self.position_sample)
