@@ -83,6 +83,10 @@ def test_finals_are_due_when_the_stream_knew_of_them_not_at_their_end() -> None:
     assert cut.end_sample == pytest.approx(50.5 * 512, abs=1), "cut at the dip"
     assert cut.due_s >= cut.start_sample / 16000 + 2.0 - 1e-6, "due when the segment reached 2 s, not at the dip"
     assert all(r.beam for r in BatchScheduler().pick([cut], now_s=cut.due_s + 0.2)), "on time: keeps its beam"
+    stream._pending_finals.clear()  # as if decoded: the partials of the segment's rest are on time too
+    partial = stream.request()
+    assert partial is not None and not partial.final
+    assert partial.due_s >= cut.due_s + 0.4 - 1e-6, "a partial interval after the cut, not after the dip"
 
 
 def test_no_stream_starves_under_overload() -> None:

@@ -120,6 +120,7 @@ class BatchStream:
         context, whose words could not be told from its own."""
         self._seg_start: int | None = None
         self._last_decoded_end = 0
+        self._cadence_from = 0  # the next partial is due a partial interval after this (or the last decode)
         self._pending_finals: list[tuple[int, int]] = []
         self._known_at: dict[int, int] = {}
         """End sample of a pending final -> the VAD position at which it became known (see `request`)."""
@@ -192,6 +193,7 @@ class BatchStream:
                 self._seg_start = end
                 self._no_context.add(end)  # after a cut in continuous speech Whisper skips from the context past it
                 self._last_decoded_end = end
+                self._cadence_from = self.vad.position_sample  # the partials so far showed up to here
         self._trim()
 
     def _add_final(self, start: int, end: int, known: int) -> None:
@@ -296,7 +298,7 @@ class BatchStream:
         if pause is not None and self._last_decoded_end < self._voiced_end <= end - pause:
             due = self._voiced_end + pause  # the speech paused and no decode has heard its end yet
         else:
-            due = self._last_decoded_end + self._partial_samples
+            due = max(self._last_decoded_end, self._cadence_from) + self._partial_samples
             if end < due:
                 return None
         return WindowRequest(self.id, self._seg_start, end, False, self.origin_s + due / SAMPLE_RATE_HZ)
