@@ -57,7 +57,8 @@ def main() -> int:
                 steps = int(dec.step_index.item())  # of the last run
 
                 def replays(d=dec) -> None:  # type: ignore[no-untyped-def]
-                    d._reset()  # from step 0: replays stay within the token budget
+                    d._reset()  # from step 0: replays stay within the token budget and the cache
+                    d.pos.fill_(d.prefix)
                     for _ in range(20):
                         d.graph.replay()
 
