@@ -44,6 +44,8 @@ def test_finals_lose_their_beam_while_the_batch_runs_late() -> None:
     assert [(r.final, r.beam) for r in late] == [(True, False), (False, True)]
     assert all(r.beam for r in BatchScheduler(greedy_late_s=None).pick(reqs, now_s=99.0))
     assert all(r.beam for r in s.pick(reqs)), "no clock, no judgement"
+    straggler = [req(1, 0.2, final=True)] + [req(i, 1.1 + i / 100, final=i % 2 == 0) for i in range(2, 7)]
+    assert all(r.beam for r in s.pick(straggler, now_s=1.2)), "one request a second late: the batch is on time"
 
 
 def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -> None:

@@ -124,6 +124,8 @@ class TickReport:
     waiting: int
     """Requests that were due but left for a later tick."""
     worst_lateness_s: float
+    lateness_s: float = 0.0
+    """The batch's lateness as the scheduler judges it (`BatchScheduler.lateness`): grows when it falls behind."""
     vad_s: float = 0.0
     decode_s: float = 0.0
     partials_s: float = 0.0
@@ -188,7 +190,8 @@ class BatchRunner:
         chosen = self.scheduler.pick(requests, now_s)
         worst = max((now_s - r.due_s for r in requests), default=0.0)
         greedy = sum(r.final and not r.beam for r in chosen)
-        return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst, (t1 - t0) / 1e9,
+        return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst,
+                                  BatchScheduler.lateness(chosen, now_s) if chosen else 0.0, (t1 - t0) / 1e9,
                                   finals=sum(r.final for r in chosen), greedy_finals=greedy)
 
     def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None, list[bool]]:
