@@ -40,7 +40,8 @@ def main() -> int:
         torch.cuda.synchronize()
         return (time.perf_counter() - t) / repeat * 1000
 
-    torch.inference_mode().__enter__()  # the engine's tensors are inference tensors
+    mode = torch.inference_mode()  # the engine's tensors are inference tensors
+    mode.__enter__()
     rows = []
     print(f"{'kind':>6} {'window':>6} {'rows':>5} {'encode ms':>9} {'step ms':>8} {'decode ms':>9} {'steps':>5}")
     for beam, shapes, sizes in ((1, engine.static_windows_s, (32, 64, 128, 256)),

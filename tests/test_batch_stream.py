@@ -45,7 +45,7 @@ def test_finals_lose_their_beam_while_the_batch_runs_late() -> None:
     assert all(r.beam for r in BatchScheduler(greedy_late_s=None).pick(reqs, now_s=99.0))
     assert all(r.beam for r in s.pick(reqs)), "no clock, no judgement"
     straggler = [req(1, 0.2, final=True)] + [req(i, 1.1 + i / 100, final=i % 2 == 0) for i in range(2, 7)]
-    assert all(r.beam for r in s.pick(straggler, now_s=1.2)), "one request a second late: the batch is on time"
+    assert BatchScheduler.lateness(straggler, 1.2) == pytest.approx(0.07), "the median request's lateness"
 
 
 def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -> None:
