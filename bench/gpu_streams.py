@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -229,9 +229,10 @@ def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: flo
 
 
 def final_texts(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
-                config: BatchStreamConfig, max_batch: int, words=None) -> dict[str, str]:
+                config: BatchStreamConfig, max_batch: int, words=None, greedy: bool = False) -> dict[str, str]:
     """Each recording's final captions, as fast as the engine goes (no clock, no partials): the finals of a
-    real-time run are the same, since a final decodes its whole segment on its own. Runs on a CPU too."""
+    real-time run are the same, since a final decodes its whole segment on its own. Runs on a CPU too.
+    `greedy`: every final as the scheduler decodes it when the batch runs late (greedy, no context)."""
     runner = BatchRunner(engine, decode, BatchedVad(vad_path), BatchScheduler(max_batch), words=words)
     finals: dict[int, list[str]] = {}
     for i, name in enumerate(names):
@@ -241,6 +242,8 @@ def final_texts(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], n
     runner.vad.score(list(runner.streams.values()))
     while True:
         requests = [r for s in runner.streams.values() if (r := s.request()) is not None and r.final]
+        if greedy:
+            requests = [replace(r, beam=False) for r in requests]
         if not requests:
             break
         for sid, cap in runner.decode_batch(requests[:max_batch]):
@@ -333,7 +336,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200, 400])
     ap.add_argument("--duration-s", type=float, default=30.0)
-    ap.add_argument("--partial-interval-ms", type=float, default=400.0)
+    ap.add_argument("--partial-interval-ms", type=float, default=BatchStreamConfig.partial_interval_ms)
     ap.add_argument("--min-silence-ms", type=int, nargs="+", default=[400],
                     help="VAD silence that ends a segment (final); several: the --streams runs at each, WER at the first")
     ap.add_argument("--vad-pad-ms", type=int, default=BatchStreamConfig().vad.speech_pad_ms,
@@ -361,6 +364,8 @@ def main() -> int:
     ap.add_argument("--wer-only", action="store_true", help="only the WER run (no --streams runs)")
     ap.add_argument("--wer-finals", action="store_true",
                     help="WER from finals decoded unpaced (no partials; the same texts; runs on a CPU), no --streams runs")
+    ap.add_argument("--greedy-finals", action="store_true",
+                    help="--wer-finals as if the batch always ran late: every final greedy, without context")
     ap.add_argument("--limit-files", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="time the engine's stages (slows it a little)")
     ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
@@ -455,7 +460,8 @@ def main() -> int:
               "cuda_graphs": args.graphs, "runs": rows}
     if args.wer or args.wer_only or args.wer_finals:
         if args.wer_finals:
-            texts = final_texts(engine, decode, vad, speech, names, config, args.max_batch, words)
+            texts = final_texts(engine, decode, vad, speech, names, config, args.max_batch, words,
+                                greedy=args.greedy_finals)
             lat: dict = {}
             greedy = 0
         else:
