@@ -55,19 +55,33 @@ def _text(tokens: list[int]) -> str:
     return normalize_english(tok.decode(tokens))
 
 
-def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(engine: object, host: EngineHost,
-                                                                             speech_dir: Path) -> None:
+def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(
+        engine: object, host: EngineHost, speech_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two front-ends send a round each while the host is busy: the next pass decodes both together, and each
-    gets exactly what the engine gives for that merged batch (16-bit audio, as read from the file, is exact)."""
+    gets exactly what the engine gives for that merged batch (16-bit audio, as read from the file, is exact).
+    A round's greedy rows (its partials) come back before its beam rows are decoded: their captions need not
+    wait for the beam search."""
     jfk = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0]
     libri = sf.read(speech_dir / "librispeech_1988-24833-0000.flac", dtype="float32")[0]
     rounds = [([jfk[: 3 * 16000], jfk[: 11 * 16000]], [False, True]), ([libri[: 4 * 16000]], [True])]
     results: list[list[list[int]] | None] = [None, None]
+    early: list[tuple[list[int], list[list[int]], int]] = []  # (rows, tokens, beam decodes done by then)
+    beam_done = 0
+    decode = engine.transcribe  # type: ignore[attr-defined]
+
+    def counting(windows, prompts=None, finals=None):  # type: ignore[no-untyped-def]
+        nonlocal beam_done
+        out = decode(windows, prompts=prompts, finals=finals)
+        beam_done += bool(finals and any(finals))
+        return out
+
+    monkeypatch.setattr(engine, "transcribe", counting)
 
     def front_end(i: int) -> None:
         remote = RemoteEngine(host.address, MODEL)
         try:
-            results[i] = remote.transcribe(rounds[i][0], finals=rounds[i][1])
+            results[i] = remote.transcribe(rounds[i][0], finals=rounds[i][1],
+                                           on_greedy=lambda rows, tokens: early.append((rows, tokens, beam_done)))
         finally:
             remote.close()
 
@@ -78,8 +92,9 @@ def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(engi
     assert host.serve_once() == 2 and host.passes == 1
     for t in threads:
         t.join(60)
-    direct = engine.transcribe(rounds[0][0] + rounds[1][0], finals=rounds[0][1] + rounds[1][1])  # type: ignore[attr-defined]
+    direct = decode(rounds[0][0] + rounds[1][0], finals=rounds[0][1] + rounds[1][1])
     assert results[0] == direct[:2] and results[1] == direct[2:]
+    assert early == [([0], [direct[0]], 0)], "the first round's partial, before any beam search; none for the other"
     assert _text(direct[0]).startswith("and so my fellow americans") and "ask not" in _text(direct[1])
 
 

@@ -26,7 +26,13 @@ from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption
 from rtaudio.stt.alignment import TimedWords, timed_row_words
 from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner, phases
-from rtaudio.stt.batch_stream import SAMPLE_RATE_HZ, BatchScheduler, BatchStream, BatchStreamConfig
+from rtaudio.stt.batch_stream import (
+    SAMPLE_RATE_HZ,
+    BatchScheduler,
+    BatchStream,
+    BatchStreamConfig,
+    WindowRequest,
+)
 from rtaudio.stt.engine_host import EngineAddress, RemoteEngine
 from rtaudio.stt.tokenizer import WhisperTokenizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
@@ -116,21 +122,44 @@ class BatchService:
         with self._lock:
             self._forget_closed()
             chosen, _ = self.runner.plan(self.now_s())
-            # An engine of this process decodes a round's partials before its finals, and their captions go
-            # out first; an engine process takes each front-end's round whole (it merges the rounds of all
-            # waiting front-ends into one batch: two calls a round would halve those batches).
+            # A round's partials are decoded before its finals, and their captions go out first: an engine
+            # of this process gets two calls; an engine process gets the round whole (it merges the rounds of
+            # all waiting front-ends into one batch: two calls a round would halve those batches) and sends
+            # the greedy rows back first.
             groups = [chosen] if isinstance(self.runner.engine, RemoteEngine) else phases(chosen)
             inputs = [(phase, self.runner.inputs(phase)) for phase in groups if phase]
             self._changed.notify_all()  # VAD events, and finals closed by the VAD
         if not chosen:
             return False
+        engine = self.runner.engine
         for phase, (windows, prompts, finals) in inputs:  # partials first: their captions go out at once
-            tokens = self.runner.engine.transcribe(windows, prompts=prompts, finals=finals)
-            with self._lock:
-                for stream_id, caption in self.runner.apply(phase, tokens):
-                    self._outputs[stream_id].append(caption)
-                self._changed.notify_all()
+            if isinstance(engine, RemoteEngine):
+                self._decode_remote(engine, phase, windows, prompts, finals)
+            else:
+                self._publish(phase, engine.transcribe(windows, prompts=prompts, finals=finals))
         return True
+
+    def _decode_remote(self, engine: RemoteEngine, requests: list[WindowRequest], windows: list[np.ndarray],
+                       prompts: list[str] | None, finals: list[bool]) -> None:
+        """A whole round through the engine process: its greedy rows' captions go out as soon as they come."""
+        early: set[int] = set()
+
+        def greedy_rows(rows: list[int], tokens: list[list[int]]) -> None:
+            early.update(rows)
+            self._publish([requests[i] for i in rows], tokens)
+
+        tokens = engine.transcribe(windows, prompts=prompts, finals=finals, on_greedy=greedy_rows)
+        rest = [i for i in range(len(requests)) if i not in early]
+        self._publish([requests[i] for i in rest], [tokens[i] for i in rest])
+
+    def _publish(self, requests: list[WindowRequest], tokens: list[list[int]]) -> None:
+        """Hand the streams their decoded words; their captions go to the sessions' queues."""
+        if not requests:
+            return
+        with self._lock:
+            for stream_id, caption in self.runner.apply(requests, tokens):
+                self._outputs[stream_id].append(caption)
+            self._changed.notify_all()
 
 
 class BatchSession:

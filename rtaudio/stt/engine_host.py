@@ -64,7 +64,11 @@ class RemoteEngine:
         self._shm = SharedMemory(create=True, size=2 * capacity_samples)
 
     def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
-                   finals: list[bool] | None = None) -> list[list[int]]:
+                   finals: list[bool] | None = None,
+                   on_greedy: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[int]]:
+        """Token ids per window, as the host's engine decodes them. A round with rows of both kinds gets its
+        greedy rows (those not marked in `finals`) back first, while the host beam-searches the others:
+        `on_greedy(rows, tokens)` is then called with their indices and tokens before this returns."""
         if not windows:
             return []
         lengths = [len(w) for w in windows]
@@ -83,6 +87,10 @@ class RemoteEngine:
             try:
                 self._conn.send(("transcribe", self.model, self._shm.name, lengths, prompts, finals))
                 status, payload = self._conn.recv()
+                if status == "greedy":  # the rest follows once the host's beam search is done
+                    if on_greedy is not None:
+                        on_greedy([i for i, f in enumerate(finals or []) if not f], list(payload))
+                    status, payload = self._conn.recv()
             except (OSError, EOFError) as e:
                 raise BackendError(f"the engine process is gone: {e}") from e
         if status != "ok":
@@ -183,31 +191,55 @@ class EngineHost:
         conn.close()
 
     def _decode(self, rounds: list[_Round], model: str) -> None:
-        windows = [w for r in rounds for w in r.windows]
-        prompts = None
-        if any(r.prompts for r in rounds):
-            prompts = [p for r in rounds for p in (r.prompts or [""] * len(r.windows))]
-        finals = [f for r in rounds for f in (r.finals or [False] * len(r.windows))]
+        """The greedy rows of all rounds as one batch, then their beam rows as another. A round's greedy
+        tokens go back as soon as they are decoded (all of it, if it has no beam rows), so its partial
+        captions need not wait for the beam search, as with an engine in the server process
+        (`batch_runner.phases`); the engine's work is the same, it decodes the two kinds apart anyway."""
+        flags = [r.finals or [False] * len(r.windows) for r in rounds]
+        tokens: list[list[list[int]]] = [[[] for _ in r.windows] for r in rounds]
+        answered: set[int] = set()
+        for beam in (False, True):
+            rows = [(k, i) for k, f in enumerate(flags) if k not in answered for i, b in enumerate(f) if b == beam]
+            error = self._run(model, rounds, rows, beam, tokens) if rows else None
+            for k, r in enumerate(rounds):
+                if k in answered or (beam and not any(flags[k])):
+                    continue
+                if error is not None and any(b == beam for b in flags[k]):
+                    reply: tuple[str, Any] = ("error", error)
+                elif beam or not any(flags[k]):
+                    reply = ("ok", tokens[k])
+                else:  # both kinds: the greedy rows now, if it has any
+                    if not all(flags[k]):
+                        self._send(r.conn, ("greedy", [t for t, b in zip(tokens[k], flags[k], strict=True) if not b]))
+                    continue
+                answered.add(k)
+                self._send(r.conn, reply)
+        self.passes += 1
+        self.rounds += len(rounds)
+
+    def _run(self, model: str, rounds: list[_Round], rows: list[tuple[int, int]], beam: bool,
+             tokens: list[list[list[int]]]) -> str | None:
+        """Decode rows (round, window) of one kind into `tokens`; the error, if the batch failed."""
         try:
             engine = self.engines.get(model)
             if engine is None:
                 raise BackendError(f"the engine process does not serve model {model!r} (it serves {sorted(self.engines)})")
-            tokens = engine.transcribe(windows, prompts=prompts, finals=finals)
-            replies = []
-            start = 0
-            for r in rounds:
-                replies.append(("ok", tokens[start:start + len(r.windows)]))
-                start += len(r.windows)
+            prompts = None
+            if any(rounds[k].prompts for k, _ in rows):
+                prompts = [(rounds[k].prompts or [""] * len(rounds[k].windows))[i] for k, i in rows]
+            out = engine.transcribe([rounds[k].windows[i] for k, i in rows], prompts=prompts, finals=[beam] * len(rows))
+            for (k, i), t in zip(rows, out, strict=True):
+                tokens[k][i] = t
+            return None
         except Exception as e:  # noqa: BLE001 - an error for these rounds, not the end of the host
             log.error("engine host batch failed", exc_info=True)
-            replies = [("error", f"{type(e).__name__}: {e}")] * len(rounds)
-        self.passes += 1
-        self.rounds += len(rounds)
-        for r, reply in zip(rounds, replies, strict=True):
-            try:
-                r.conn.send(reply)
-            except (OSError, EOFError) as e:
-                self._drop(r.conn, e)
+            return f"{type(e).__name__}: {e}"
+
+    def _send(self, conn: Connection, reply: tuple[str, Any]) -> None:
+        try:
+            conn.send(reply)
+        except (OSError, EOFError) as e:
+            self._drop(conn, e)
 
 
 def run_engine_host(models: list[str], address: EngineAddress, pack: str | None, device: str,
