@@ -318,6 +318,26 @@ def _tail(latency: list[float], first_final: list[bool], spelled: list[bool]) ->
             "slow_an4": sum(a for x, a in zip(latency, spelled, strict=True) if x > 1.0)}
 
 
+def wer_in_run(result: dict, refs: dict, speech: dict[str, np.ndarray]) -> dict:
+    """WER of the finals of a timed run (the load its finals were decoded under): every recording a session
+    played whole, with 2 s to spare before the run ended, against the final captions whose middle falls
+    within it (recordings are 1 s apart)."""
+    errors = words = files = 0
+    played: dict[str, int] = {}
+    for s in result["sessions"]:
+        finals = [c for _, c in s.captions if c.is_final]
+        for name, offset in s.files:
+            end = offset + len(speech[name]) / SR
+            if end + 2.0 > result["duration_s"]:
+                continue
+            hyp = " ".join(c.text for c in finals if offset - 0.5 <= (c.start_s + c.end_s) / 2 < end + 0.5)
+            e, w = word_errors(refs[name]["transcript"], hyp)
+            errors, words, files = errors + e, words + w, files + 1
+            played[name] = played.get(name, 0) + 1
+    return {"wer_in_run": errors / words if words else float("nan"), "wer_in_run_errors": errors,
+            "wer_in_run_words": words, "wer_in_run_recordings": files, "wer_in_run_played": played}
+
+
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     r, h = normalize_english(ref).split(), normalize_english(hyp).split()
     d = list(range(len(h) + 1))
@@ -425,7 +445,7 @@ def main() -> int:
             ticks = np.array(res["ticks"] or [[0.0] * 10])
             busy = ticks[ticks[:, 1] > 0]
             tail = ticks[len(ticks) * 3 // 4:]
-            row = {"streams": n, "min_silence_ms": ms, **lat, "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
+            row = {"streams": n, "min_silence_ms": ms, **lat, **wer_in_run(res, refs, speech), "mean_batch": float(busy[:, 1].mean()) if len(busy) else 0.0,
                    "tick_p50_ms": float(np.median(busy[:, 0]) * 1000) if len(busy) else 0.0,
                    "worst_lateness_end_s": float(tail[:, 3].max()) if len(tail) else 0.0,
                    "lateness_end_s": float(tail[:, 9].max()) if len(tail) else 0.0,
@@ -447,7 +467,9 @@ def main() -> int:
                   f"{row['words_over_1s']} words > 1 s, {row['over_1s_first_in_final']} of them first in a final; "
                   f"{row['first_in_final']} words first in a final; p99 of words first in partials "
                   f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
-                  f"{row['partial_p99_without_an4_s']:.2f} s; {row['greedy_finals']} of {row['finals']} finals greedy)",
+                  f"{row['partial_p99_without_an4_s']:.2f} s; {row['greedy_finals']} of {row['finals']} finals greedy; "
+                  f"WER of the finals in this run {100 * row['wer_in_run']:.2f}% over {row['wer_in_run_recordings']} "
+                  f"recordings played whole)",
                   flush=True)
     finally:  # the server holds the output pipe: a run that fails must not leave it behind
         if server is not None:
@@ -480,10 +502,17 @@ def main() -> int:
                 groups[g][1] += w
         errors, words = groups["all"]
         errors_no_an4, words_no_an4 = errors - groups.get("an4", [0, 0])[0], words - groups.get("an4", [0, 0])[1]
-        report["wer"] = {"streams": len(names), "wer": errors / words, "wer_without_an4": errors_no_an4 / words_no_an4,
+        report["wer"] = {"streams": len(names), "wer": errors / words, "wer_without_an4": errors_no_an4 / max(1, words_no_an4),
                          "errors_by_group": groups, "greedy_finals": greedy, **lat, "texts": texts}
+        for row in rows:  # the same recordings, as many times, with the WER run's finals
+            e_w = [word_errors(refs[name]["transcript"], texts[name]) for name in row["wer_in_run_played"]]
+            times = list(row["wer_in_run_played"].values())
+            row["wer_of_same_recordings_in_wer_run"] = (sum(k * e for k, (e, _) in zip(times, e_w, strict=True))
+                                                        / max(1, sum(k * w for k, (_, w) in zip(times, e_w, strict=True))))
+            print(f"{row['streams']}@{row['min_silence_ms']}: WER of its finals {100 * row['wer_in_run']:.2f}%, the same "
+                  f"recordings in the WER run {100 * row['wer_of_same_recordings_in_wer_run']:.2f}%")
         print(f"streaming WER, {len(names)} sessions{' (finals only, unpaced)' if args.wer_finals else ' at once'}: "
-              f"{100 * errors / words:.2f}% (without AN4 {100 * errors_no_an4 / words_no_an4:.2f}%); errors by group "
+              f"{100 * errors / words:.2f}% (without AN4 {100 * errors_no_an4 / max(1, words_no_an4):.2f}%); errors by group "
               + ", ".join(f"{g} {e}/{w}" for g, (e, w) in sorted(groups.items())) + f"; {greedy} finals greedy")
     best = max((r["streams"] for r in rows if r["real_time"]), default=0)
     best_partials = max((r["streams"] for r in rows if r["real_time_partials"]), default=0)
