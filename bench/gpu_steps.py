@@ -1,5 +1,6 @@
 """What one decode step and one encode cost on the GPU, by batch and window shape: whether a round's decode
-loops are bound by kernel launches (step time flat in the batch) or by memory (step time grows with it).
+loops are bound by kernel launches (step time flat in the batch) or by memory (step time grows with it); and
+what the VAD of a 400-stream round costs, by ONNX Runtime on the CPU and by its PyTorch twin on the GPU.
 
     python -m bench.gpu_steps            # on the lent H100, from the inputs of `tools/gpu_pack.py`
 """
@@ -16,12 +17,31 @@ from pathlib import Path
 import numpy as np
 
 from bench.gpu_streams import REPO, SR, build_engine
+from rtaudio.stt.batch_runner import BatchedVad
+from rtaudio.stt.batch_stream import BatchStream, BatchStreamConfig
+
+
+def vad_tick_ms(path: Path, audio: np.ndarray, streams: int, device: str | None, rounds: int = 20) -> float:
+    """Wall time of `BatchedVad.score` for `streams` streams given 200 ms of new speech each (a round)."""
+    vad = BatchedVad(path, threads=12, chunk=48, device=device)
+    live = [BatchStream(i, BatchStreamConfig()) for i in range(streams)]
+    step = SR // 5
+    starts = [(i * 7919) % (len(audio) - (rounds + 4) * step) for i in range(streams)]
+    spent = []
+    for k in range(rounds + 3):
+        for s, a in zip(live, starts, strict=True):
+            s.accept(audio[a + k * step: a + (k + 1) * step])
+        t = time.perf_counter()
+        vad.score(live)
+        spent.append(time.perf_counter() - t)
+    return float(np.mean(spent[3:]) * 1000)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pack", type=Path, default=REPO / ".gpu")
     ap.add_argument("--model", default="whisper-tiny.en")
+    ap.add_argument("--streams", type=int, default=400, help="streams for the VAD timing")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_steps.json")
     args = ap.parse_args()
 
@@ -72,8 +92,12 @@ def main() -> int:
                              "decode_ms": whole, "steps": steps})
                 print(f"{'beam' if beam > 1 else 'greedy':>6} {window_s:6.0f} {b:5d} {enc:9.2f} {step:8.3f} "
                       f"{whole:9.1f} {steps:5d}", flush=True)
+    vad = {name: vad_tick_ms(args.pack / "silero_vad.onnx", audio, args.streams, device)
+           for name, device in (("onnx, 12 threads", None), ("pytorch, cuda", "cuda"))}
+    for name, ms in vad.items():
+        print(f"VAD of {args.streams} streams, 200 ms of audio each: {ms:.1f} ms a round ({name})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": torch.cuda.get_device_name(0), "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({"device": torch.cuda.get_device_name(0), "rows": rows, "vad_tick_ms": vad}, indent=1))
     return 0
 
 

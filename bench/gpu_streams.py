@@ -112,8 +112,8 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 
 def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
-        greedy_late_s: float | None = BatchScheduler().greedy_late_s, words=None) -> dict:
-    runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48),
+        greedy_late_s: float | None = BatchScheduler().greedy_late_s, words=None, vad_device: str | None = None) -> dict:
+    runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48, device=vad_device),
                          BatchScheduler(max_batch, greedy_late_s), words=words)
     t0 = time.monotonic() + 0.5
     sessions = []
@@ -387,6 +387,8 @@ def main() -> int:
     ap.add_argument("--greedy-finals", action="store_true",
                     help="--wer-finals as if the batch always ran late: every final greedy, without context")
     ap.add_argument("--limit-files", type=int, default=0)
+    ap.add_argument("--vad-device", default=None,
+                    help="score the VAD with its PyTorch twin on this device (e.g. cuda); default ONNX Runtime on the CPU")
     ap.add_argument("--profile", action="store_true", help="time the engine's stages (slows it a little)")
     ap.add_argument("--graphs", action="store_true", help="fixed shapes + CUDA graphs for decoding")
     ap.add_argument("--shapes-s", type=float, nargs="+", default=[8.0, 15.0], help="fixed window lengths of partials (--graphs)")
@@ -435,7 +437,7 @@ def main() -> int:
                                  args.client_procs)
             else:
                 res = run(engine, decode, vad, speech, names, n, args.duration_s, config_for(ms), args.max_batch,
-                          greedy_late_s=greedy_late, words=words)
+                          greedy_late_s=greedy_late, words=words, vad_device=args.vad_device)
             lat = latencies(res, refs)
             if spent is not None:
                 busy_ticks = max(1, sum(1 for t in res["ticks"] if t[1] > 0))
@@ -489,7 +491,7 @@ def main() -> int:
         else:
             longest = max(len(speech[n_]) for n_ in names) / SR
             res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
-                      one_file_each=True, greedy_late_s=greedy_late, words=words)
+                      one_file_each=True, greedy_late_s=greedy_late, words=words, vad_device=args.vad_device)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)
             greedy = int(sum(t[6] for t in res["ticks"]))

@@ -319,6 +319,33 @@ def test_batched_vad_matches_per_stream_vad_on_many_streams(speech_dir: Path) ->
     assert sum(len(f) for f in (refs[i][2]._pending_finals for i in streams)) > 0
 
 
+def test_the_vads_pytorch_twin_scores_all_streams_as_onnx_runtime_does(speech_dir: Path) -> None:
+    """The GPU backend's VAD (the same weights in PyTorch, all streams in one call per frame; here on the CPU):
+    the probabilities of 8 streams of real speech fed in uneven chunks are ONNX Runtime's to float rounding, and
+    the streams' speech segments come out the same."""
+    pytest.importorskip("torch")
+    path = ensure_model("silero-vad") / "raw" / "silero_vad.onnx"
+    rng = np.random.default_rng(3)
+    signals = [np.asarray(sf.read(f, dtype="float32")[0])[: 16000 * 6] for f in sorted(speech_dir.glob("*.flac"))[::19][:8]]
+    pairs = [(RecordingStream(i, BatchStreamConfig()), RecordingStream(i, BatchStreamConfig())) for i in range(len(signals))]
+    onnx_vad, torch_vad = BatchedVad(path, threads=1, chunk=3), BatchedVad(path, device="cpu")
+    fed = [0] * len(signals)
+    while any(f < len(x) for f, x in zip(fed, signals, strict=True)):
+        for i, (a, b) in enumerate(pairs):
+            chunk = signals[i][fed[i]: fed[i] + int(rng.integers(0, 4000))]
+            fed[i] += len(chunk)
+            a.accept(chunk)
+            b.accept(chunk)
+        onnx_vad.score([a for a, _ in pairs])
+        torch_vad.score([b for _, b in pairs])
+    for a, b in pairs:
+        pa, pb = np.concatenate(a.probs), np.concatenate(b.probs)
+        assert len(pa) == len(pb) > 0 and np.abs(pa - pb).max() < 1e-4
+        assert a.vad.events == b.vad.events
+    assert sum(len(np.concatenate(a.probs)) for a, _ in pairs) > 600
+    assert sum(isinstance(e, SpeechStarted) for a, _ in pairs for e in a.vad.events) >= 8
+
+
 @pytest.mark.parametrize("min_speech_ms", [160, 2500])
 def test_accept_vad_of_many_frames_equals_one_at_a_time(min_speech_ms: int) -> None:
     """Segments, 2 s splits and pauses come out the same however the probabilities are grouped, also when a

@@ -163,6 +163,12 @@ def alignment_matrix(scores: np.ndarray, n_sot: int, n_positions: int) -> np.nda
     return weights.mean(axis=0)[n_sot: -1]  # rows predicting each text token and eot
 
 
+def warmup() -> None:
+    """Compile (or load from Numba's on-disk cache) the DTW kernels now: a fresh install's first final
+    with word times paid ~2 s for them, and the caption waited."""
+    dtw(np.zeros((2, 3)))
+
+
 def path_starts(matrix: np.ndarray) -> np.ndarray:
     """The cheapest monotonic path through an `alignment_matrix` -> where each of its rows starts (s)."""
     text_idx, time_idx = dtw(-matrix)

@@ -24,6 +24,7 @@ import numpy as np
 from rtaudio.clock import Clock, SystemClock
 from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption
+from rtaudio.stt import alignment
 from rtaudio.stt.alignment import TimedWords, timed_row_words
 from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner, phases
 from rtaudio.stt.batch_stream import (
@@ -256,6 +257,7 @@ def load_engine_for(model: str, device: str = "auto", pack: Path | None = None) 
     engine, _ = load_engine(model_paths(model, pack)[0], device)
     engine.transcribe([np.zeros(SAMPLE_RATE_HZ, np.float32)])  # first-call set-up (kernels, graphs) now
     engine.warm_up()  # on a GPU every fixed shape's CUDA graph (~a minute): none is captured mid-stream
+    alignment.warmup()  # the finals' word times: compiled DTW
     return engine
 
 

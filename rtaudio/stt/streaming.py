@@ -337,7 +337,14 @@ class StreamingRecognizer:
         return self._budget.skipped
 
     def warm_up(self) -> None:
-        """Run one pass on silence so onnxruntime's first-call setup is not charged to the first caption."""
+        """Run one pass on silence so onnxruntime's first-call setup is not charged to the first caption, and
+        compile the Numba kernels a stream uses (log-mel, word alignment; loaded from Numba's cache after the
+        first run): on a fresh install they took the first partial from ~1.7 to ~3.9 s."""
+        from rtaudio import dsp
+        from rtaudio.stt import alignment
+
+        dsp.warmup()
+        alignment.warmup()
         self.recognizer.transcribe_window(np.zeros(max(_ms_to_samples(self.config.min_encode_ms), SAMPLE_RATE_HZ),
                                                    np.float32), options=self.decode_options)
 

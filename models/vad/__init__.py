@@ -1,0 +1,1 @@
+"""Voice activity models in PyTorch, with weights read from the packaged ONNX files."""
