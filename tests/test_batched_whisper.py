@@ -201,7 +201,8 @@ def test_batch_session_reset_drops_the_open_segment(service: BatchService, speec
 def test_server_with_the_batched_backend_captions_a_live_client(speech_dir: Path,
                                                                 speech_manifest: dict[str, str]) -> None:
     """`rtaudio serve --stt-backend batched` on loopback: a client streaming two utterances in real time gets
-    partials, then finals close to the transcript, and the VAD events of the protocol."""
+    partials, then finals close to the transcript, and the VAD events of the protocol; sessions default to the
+    batched backend's partial cadence and endpointing (BENCHMARKS.md)."""
     names = ("ljspeech_LJ001-0020.flac", "librispeech_3752-4944-0002.flac")
     pause = np.zeros(12800, np.float32)
     audio = np.concatenate([x for n in names for x in (sf.read(speech_dir / n, dtype="float32")[0], pause)])
@@ -210,6 +211,9 @@ def test_server_with_the_batched_backend_captions_a_live_client(speech_dir: Path
         events: list[CaptionEvent] = []
         kinds: list[str] = []
         async with await StreamClient.connect(srv.ws_url + "/v1/stream", {"audio": {"sample_rate_hz": 16000}}) as c:
+            config = c.session["config"]  # a session that asks for none gets the cadence measured on the GPU
+            assert (config["partial_interval_ms"], config["vad"]["min_silence_ms"]) == (200, 400), config
+
             async def collect() -> None:
                 while True:
                     ev = await c.recv(timeout_s=60)

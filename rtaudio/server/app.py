@@ -53,6 +53,7 @@ from rtaudio.server.protocol import PROTOCOL_NAME, SessionProtocol
 from rtaudio.server.realtime import RealtimeProtocol
 from rtaudio.server.session import Session
 from rtaudio.server.wire import CLOSE_GOING_AWAY, Wire
+from rtaudio.stt.batch_stream import BatchStreamConfig
 
 log = get_logger("rtaudio.server")
 
@@ -250,6 +251,10 @@ class Server:
             return
         assert factory is not None
         defaults = SessionConfig(model=self.hub.default_model, tts_voice=self.config.voices[0])
+        if self.hub.batched:  # the cadence and endpointing measured on the GPU, where partials cost little
+            batch = BatchStreamConfig()
+            defaults = replace(defaults, partial_interval_ms=int(batch.partial_interval_ms),
+                               vad_min_silence_ms=batch.vad.min_silence_ms)
         wire = factory(req, self.config.limits, self.clock, defaults)
         await self._run_session(ws, wire, req.path)
 
