@@ -49,7 +49,7 @@ class BatchedVad:
         self._torch = _TorchVad(path, device) if device is not None else None
         self._sr = np.array(16000, dtype=np.int64)
         self._pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and device is None else None
-        self.chunk = chunk if device is None else 1 << 30
+        self.chunk = chunk if device is None else 1 << 30  # the twin takes every stream in one call
         self._slots: dict[int, int] = {}  # stream id -> row of _states / _contexts
         self._free: list[int] = []
         self._states = np.zeros((2, 0, STATE_SIZE), dtype=np.float32)
