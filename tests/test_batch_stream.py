@@ -198,7 +198,7 @@ def test_silence_never_asks_for_a_decode() -> None:
 def test_decoding_loops_are_cut() -> None:
     s = BatchStream(0)
     r = WindowRequest(0, 0, 16000 * 4, True, 0.0)
-    s._pending_finals.append((0, 16000 * 4))
+    s._add_final(0, 16000 * 4, 16000 * 4)
     (cap,) = s.apply(r, "the two kittens. the two kittens. the two kittens. the two kittens. the two")
     assert cap.text.lower().count("kittens") == 1
 
@@ -374,10 +374,10 @@ def test_a_spelled_letter_loop_is_cut_in_a_final() -> None:
     stream = BatchStream(0)
     stream.accept(np.zeros(16000, np.float32))
     req = WindowRequest(0, 0, 16000, True, 1.0)
-    stream._pending_finals.append((0, 16000))
+    stream._add_final(0, 16000, 16000)
     (cap,) = stream.apply(req, "and E-W-E-L-L-L-L-L-L-L-L")
     assert cap.text == "and E-W-E-L-L"
-    stream._pending_finals.append((0, 16000))
+    stream._add_final(0, 16000, 16000)
     (cap,) = stream.apply(req, "P-I-T-T-S-B-U-R-G-H.")  # a real double letter stays
     assert cap.text == "P-I-T-T-S-B-U-R-G-H."
 

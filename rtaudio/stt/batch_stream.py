@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,6 +100,15 @@ class WindowRequest:
         return self.prompt if self.audio_start < self.start_sample else self.prompt_alone or self.prompt
 
 
+class PendingFinal(NamedTuple):
+    """A segment waiting for its final decode: [start, end) samples, and the VAD position at which the stream
+    knew of it (the final is due then, see `BatchStream.request`)."""
+
+    start: int
+    end: int
+    known: int
+
+
 class BatchStream:
     """One live stream: `accept(samples)`, `accept_vad(probs)`, `request()`, then `apply(req, text)`."""
 
@@ -124,9 +134,7 @@ class BatchStream:
         self._seg_start: int | None = None
         self._last_decoded_end = 0
         self._cadence_from = 0  # the next partial is due a partial interval after this (or the last decode)
-        self._pending_finals: list[tuple[int, int]] = []
-        self._known_at: dict[int, int] = {}
-        """End sample of a pending final -> the VAD position at which it became known (see `request`)."""
+        self._pending_finals: list[PendingFinal] = []
         self._close_due = False  # close the open segment once the VAD has scored all audio written
         self._dropped_until = 0  # audio before this sample was cleared: no segment covers it
         self._min_final = int(self.config.vad.min_speech_ms * SAMPLE_RATE_HZ / 1000)
@@ -200,8 +208,7 @@ class BatchStream:
         self._trim()
 
     def _add_final(self, start: int, end: int, known: int) -> None:
-        self._pending_finals.append((start, end))
-        self._known_at[end] = max(end, known)
+        self._pending_finals.append(PendingFinal(start, end, max(end, known)))
 
     def _split_point(self) -> int:
         """Where a segment that reached max_segment_s is cut: mid-frame of the lowest VAD probability among
@@ -246,7 +253,6 @@ class BatchStream:
             self._seg_start = self._last_decoded_end = self.written
         self._close_due = False
         self._pending_finals.clear()
-        self._known_at.clear()
         self._no_context.clear()
         self._continued.clear()
         self.agreement.reset()
@@ -268,7 +274,7 @@ class BatchStream:
 
     def _trim(self) -> None:
         """Drop audio no decode can need any more: bounded memory through hours of silence."""
-        needed = [s for s, _ in self._pending_finals]
+        needed = [f.start for f in self._pending_finals]
         if self._seg_start is not None:
             needed.append(self._seg_start)
         keep_from = min(needed + [self.vad.position_sample - KEEP_BACK_SAMPLES])
@@ -289,9 +295,9 @@ class BatchStream:
             # long segment lies up to split_search_s back. Due at its end, a final looked that late at once,
             # and the scheduler took every stream's beam for it (H100, 400 streams at 300-400 ms endpointing:
             # two finals in three greedy, the batch "3 s late" while it kept up).
-            start, end = self._pending_finals[0]
+            start, end, known = self._pending_finals[0]
             ctx = self._context_start(start)
-            due = self.origin_s + self._known_at.get(end, end) / SAMPLE_RATE_HZ
+            due = self.origin_s + known / SAMPLE_RATE_HZ
             return WindowRequest(self.id, start, end, True, due, self._prompt(ctx),
                                  context_sample=ctx, prompt_alone=self._prompt(start) if ctx < start else "")
         if self._seg_start is None:
@@ -361,7 +367,7 @@ class BatchStream:
 
     def _apply_final(self, req: WindowRequest, text: str, timed: TimedWords | None) -> list[Caption]:
         segment = (req.start_sample, req.end_sample)
-        if not self._pending_finals or self._pending_finals[0] != segment:
+        if not self._pending_finals or self._pending_finals[0][:2] != segment:
             return []  # dropped (a client's clear) while it was being decoded
         begin = req.audio_start
         raw = timed.words if timed is not None else _words(text, 0, req.end_sample - begin)
@@ -382,12 +388,11 @@ class BatchStream:
         self._continued.discard(req.start_sample)
         rest = None if continues else self._stopped_early(req, words, timed is not None)
         if rest is not None:  # the rest of the segment is the next final, prompted by these words
-            self._pending_finals[0] = (rest, req.end_sample)
+            self._pending_finals[0] = self._pending_finals[0]._replace(start=rest)
             self._continued.add(rest)
             self._no_context.add(rest)  # heard again, "7 1 6 2 4 4 6 7" + "1 4" came back as one "7162446714"
         else:
             self._pending_finals.pop(0)
-            self._known_at.pop(req.end_sample, None)
         # The final decode heard the whole segment at once, as offline transcription does: it is the final.
         # (Merging it into words committed from partials, whose times are only spread evenly, garbles
         # spelled letters: "pi tts bu rgh".) Partials only ever showed a preview.
