@@ -370,7 +370,8 @@ class BatchedWhisper:
         n = forced.shape[1]
         x = dec.token_embedding(forced) + dec.positional_embedding[:n]
         causal = torch.ones((n, n), dtype=torch.bool, device=forced.device).tril()
-        last = max(layer for layer, _ in self.alignment_heads)
+        layers = {layer for layer, _ in self.alignment_heads}
+        last = max(layers)
         by_layer: dict[int, Tensor] = {}
         for index, (block, (xk, xv)) in enumerate(zip(dec.blocks, cross, strict=False)):
             if index > last:
@@ -381,7 +382,8 @@ class BatchedWhisper:
                                                                  a.heads(a.value(h)), attn_mask=causal)))
             c = block.cross_attn
             q = c.heads(c.query(block.cross_attn_ln(x)))
-            by_layer[index] = (q.float() @ xk.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            if index in layers:  # (B, H, N, T) float32 scores: only where an alignment head is
+                by_layer[index] = (q.float() @ xk.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)
             x = x + c.out(c.merge(F.scaled_dot_product_attention(q, xk, xv, attn_mask=mask)))
             x = x + block.mlp(block.mlp_ln(x))
         return torch.stack([by_layer[layer][:, head] for layer, head in self.alignment_heads], dim=1)

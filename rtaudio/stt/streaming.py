@@ -338,8 +338,9 @@ class StreamingRecognizer:
 
     def warm_up(self) -> None:
         """Run one pass on silence so onnxruntime's first-call setup is not charged to the first caption, and
-        compile the Numba kernels a stream uses (log-mel, word alignment; loaded from Numba's cache after the
-        first run): on a fresh install they took the first partial from ~1.7 to ~3.9 s."""
+        compile the Numba kernels (all of `rtaudio.dsp`'s, which the server's audio path uses, and the word
+        alignment's; loaded from Numba's cache after the first run): on a fresh install they took the first
+        partial from ~1.7 to ~3.9 s."""
         from rtaudio import dsp
         from rtaudio.stt import alignment
 
