@@ -36,6 +36,7 @@ except ImportError:  # a bare checkout on a GPU host: models/ is the rtaudio_mod
     sys.modules["rtaudio_models"] = importlib.import_module("models")
 
 from bench.word_match import shown_words
+from rtaudio.frames import Caption
 from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient, caption_from_json
 from rtaudio.stt.alignment import timed_row_words
 from rtaudio.stt.batch_runner import BatchedVad, BatchRunner
@@ -94,6 +95,15 @@ class Session:
     files: list[tuple[str, float]]  # (file, stream offset s)
     fed: int = 0
     captions: list[tuple[float, object]] = field(default_factory=list)
+    next_file: int = 1  # a session per recording: the file whose session opens next
+    retiring: list[BatchStream] = field(default_factory=list)  # ended sessions whose finals are still due
+
+
+def _shifted(cap: Caption, offset: int) -> Caption:
+    """A caption of a recording's own session in the times of the slot that played it (`offset` samples in)."""
+    s = offset / SR
+    return replace(cap, start_sample=cap.start_sample + offset, end_sample=cap.end_sample + offset,
+                   words=tuple(replace(w, start_s=w.start_s + s, end_s=w.end_s + s) for w in cap.words))
 
 
 def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_s: float, gap_s: float = 1.0
@@ -112,9 +122,13 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 
 def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
-        greedy_late_s: float | None = BatchScheduler().greedy_late_s, words=None, vad_device: str | None = None) -> dict:
+        greedy_late_s: float | None = BatchScheduler().greedy_late_s, words=None, vad_device: str | None = None,
+        session_per_recording: bool = False, late_by: str = "any") -> dict:
+    """n sessions at real-time pace for `duration_s`. Each plays recordings 1 s apart as one stream, or with
+    `session_per_recording` each recording as its own session, opened as it starts and closed after it (as
+    clients come and go on a server; a stream's finals then never hear another recording as context)."""
     runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48, device=vad_device),
-                         BatchScheduler(max_batch, greedy_late_s), words=words)
+                         BatchScheduler(max_batch, greedy_late_s, late_by), words=words)
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -128,6 +142,7 @@ def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: li
         s = Session(BatchStream(i, config, origin_s=start), start, audio, files)
         runner.add(s.stream)
         sessions.append(s)
+    owners = {i: (s, 0) for i, s in enumerate(sessions)}  # stream id -> (session, its first sample there)
     end_wall = t0 + duration_s
     ticks = []
     while True:
@@ -136,6 +151,18 @@ def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: li
             break
         for s in sessions:
             target = min(len(s.audio), int((now - s.start_wall) * SR))
+            while session_per_recording and s.next_file < len(s.files) and (cut := int(s.files[s.next_file][1] * SR)) <= target:
+                s.stream.accept(s.audio[s.fed:cut])
+                s.fed = cut
+                s.stream.close_segment(end_of_input=True)
+                s.retiring.append(s.stream)
+                s.stream = BatchStream(len(owners), config, origin_s=s.start_wall + cut / SR)
+                owners[s.stream.id] = (s, cut)
+                runner.add(s.stream)
+                s.next_file += 1
+            for old in [o for o in s.retiring if o.idle]:
+                runner.remove(old.id)
+                s.retiring.remove(old)
             if target > s.fed:
                 s.stream.accept(s.audio[s.fed:target])
                 s.fed = target
@@ -144,7 +171,8 @@ def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: li
         def emit(caps: list) -> None:  # captions leave as each phase (partials, finals) is decoded
             shown = time.monotonic()
             for sid, cap in caps:
-                sessions[sid].captions.append((shown, cap))
+                s, offset = owners[sid]
+                s.captions.append((shown, _shifted(cap, offset) if offset else cap))
 
         _, rep = runner.tick(now, emit)
         done = time.monotonic()
@@ -225,7 +253,21 @@ def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: flo
         results = [r for part in pool.map(_clients, jobs) for r in part]
     sessions = [Session(None, r["start"], np.zeros(0, np.float32), r["files"],  # type: ignore[arg-type]
                         captions=[(t, caption_from_json(d)) for t, d in r["captions"]]) for r in results]
-    return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s}
+    return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s, "split": _server_split(results)}
+
+
+def _server_split(results: list[dict]) -> dict:  # type: ignore[type-arg]
+    """Where a partial's wait is spent: in the server (its `server_latency_ms`: the audio's arrival to the
+    caption's send) and in all (the client's receipt less the time it sent that audio, paced in real time)."""
+    server, total = [], []
+    for r in results:
+        for t, d in r["captions"]:
+            if d.get("stability") != "final" and "server_latency_ms" in d:
+                server.append(d["server_latency_ms"] / 1000)
+                total.append(t - (r["start"] + d["decoded_until_s"]))
+    q = {"p50": 50, "p99": 99}
+    return {f"partial_server_{k}_s": float(np.percentile(server, v)) if server else float("nan") for k, v in q.items()} | {
+        f"partial_total_{k}_s": float(np.percentile(total, v)) if total else float("nan") for k, v in q.items()}
 
 
 def final_texts(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
@@ -324,7 +366,8 @@ def wer_in_run(result: dict, refs: dict, speech: dict[str, np.ndarray]) -> dict:
     within it (recordings are 1 s apart)."""
     errors = words = files = 0
     played: dict[str, int] = {}
-    for s in result["sessions"]:
+    worst: list[tuple[int, str, float, str]] = []
+    for i, s in enumerate(result["sessions"]):
         finals = [c for _, c in s.captions if c.is_final]
         for name, offset in s.files:
             end = offset + len(speech[name]) / SR
@@ -334,8 +377,12 @@ def wer_in_run(result: dict, refs: dict, speech: dict[str, np.ndarray]) -> dict:
             e, w = word_errors(refs[name]["transcript"], hyp)
             errors, words, files = errors + e, words + w, files + 1
             played[name] = played.get(name, 0) + 1
+            worst.append((e, f"session {i} {name}", offset, hyp))
+    worst.sort(key=lambda x: -x[0])
     return {"wer_in_run": errors / words if words else float("nan"), "wer_in_run_errors": errors,
-            "wer_in_run_words": words, "wer_in_run_recordings": files, "wer_in_run_played": played}
+            "wer_in_run_words": words, "wer_in_run_recordings": files, "wer_in_run_played": played,
+            "wer_in_run_worst": [{"errors": e, "recording": r, "offset_s": round(o, 2), "finals": h}
+                                 for e, r, o, h in worst[:20]]}
 
 
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
@@ -373,6 +420,8 @@ def main() -> int:
     ap.add_argument("--final-beam", type=int, default=5, help="beam width of final decodes (1: greedy)")
     ap.add_argument("--greedy-late-s", type=float, default=BatchScheduler().greedy_late_s,
                     help="finals decode greedily while the batch is this late (< 0: always beam)")
+    ap.add_argument("--late-by", default=BatchScheduler().late_by, choices=["any", "partials"],
+                    help="whose lateness takes the finals' beams (BatchScheduler.late_by)")
     ap.add_argument("--server", action="store_true",
                     help="through `rtaudio serve --stt-backend batched` on loopback: N websocket clients")
     ap.add_argument("--client-procs", type=int, default=8, help="processes the --server clients run in")
@@ -381,6 +430,9 @@ def main() -> int:
                     help="--server with several processes: an engine in each (before session 8) instead of one shared")
     ap.add_argument("--port", type=int, default=8799)
     ap.add_argument("--wer", action="store_true", help="also one session per recording, for streaming WER")
+    ap.add_argument("--session-per-recording", action="store_true",
+                    help="the --streams runs open a session per recording (clients coming and going) instead of "
+                         "one stream of recordings 1 s apart per session")
     ap.add_argument("--wer-only", action="store_true", help="only the WER run (no --streams runs)")
     ap.add_argument("--wer-finals", action="store_true",
                     help="WER from finals decoded unpaced (no partials; the same texts; runs on a CPU), no --streams runs")
@@ -437,7 +489,8 @@ def main() -> int:
                                  args.client_procs)
             else:
                 res = run(engine, decode, vad, speech, names, n, args.duration_s, config_for(ms), args.max_batch,
-                          greedy_late_s=greedy_late, words=words, vad_device=args.vad_device)
+                          greedy_late_s=greedy_late, words=words, vad_device=args.vad_device,
+                          session_per_recording=args.session_per_recording, late_by=args.late_by)
             lat = latencies(res, refs)
             if spent is not None:
                 busy_ticks = max(1, sum(1 for t in res["ticks"] if t[1] > 0))
@@ -455,7 +508,7 @@ def main() -> int:
                    "partials_ms_mean": float(busy[:, 7].mean() * 1000) if len(busy) else 0.0,
                    "finals_per_tick": float(busy[:, 8].mean()) if len(busy) else 0.0,
                    "greedy_finals": int(ticks[:, 6].sum()),
-                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions)}
+                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions), **res.get("split", {})}
             keeps_up = row["lateness_end_s"] < 1.0
             row["real_time"] = bool(row["partial_p99_s"] < 1.0 and keeps_up)
             row["real_time_partials"] = bool(row["partial_only_p99_s"] < 1.0 and keeps_up)
@@ -471,7 +524,11 @@ def main() -> int:
                   f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
                   f"{row['partial_p99_without_an4_s']:.2f} s; {row['greedy_finals']} of {row['finals']} finals greedy; "
                   f"WER of the finals in this run {100 * row['wer_in_run']:.2f}% over {row['wer_in_run_recordings']} "
-                  f"recordings played whole)",
+                  f"recordings played whole)"
+                  + ("; partial captions' wait (decoded audio sent -> received) p50/p99 {:.2f}/{:.2f} s, of which in the "
+                     "server (arrival -> sent) {:.2f}/{:.2f} s".format(row["partial_total_p50_s"], row["partial_total_p99_s"],
+                                                                       row["partial_server_p50_s"], row["partial_server_p99_s"])
+                     if "partial_total_p50_s" in row else ""),
                   flush=True)
     finally:  # the server holds the output pipe: a run that fails must not leave it behind
         if server is not None:
@@ -491,7 +548,8 @@ def main() -> int:
         else:
             longest = max(len(speech[n_]) for n_ in names) / SR
             res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
-                      one_file_each=True, greedy_late_s=greedy_late, words=words, vad_device=args.vad_device)
+                      one_file_each=True, greedy_late_s=greedy_late, words=words, vad_device=args.vad_device,
+                      late_by=args.late_by)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)
             greedy = int(sum(t[6] for t in res["ticks"]))

@@ -70,6 +70,24 @@ def test_text_the_alignment_piles_at_one_instant_was_not_heard() -> None:
     assert piled_start(said + piled[-2:]) is None, "two words at one instant may be fast speech"
 
 
+def test_a_loop_that_changes_as_it_piles_up_is_cut_where_it_began() -> None:
+    """A final of an AN4 reading ("ENTER FOUR FIVE EIGHT TWO ONE", decoded in a batch) went on as "Enter 45821"
+    three times, then "Enter 4821" over and over, 13 words crammed into the 0.4 s before the audio ended; no
+    copy ran to the end, so neither loop rule saw it. The words are the alignment's, times in s."""
+    said = [(" 649", 0.0, 1.34), (" X", 1.34, 2.92), (" and", 2.92, 3.3), (" KU8", 3.3, 5.06), (" Enter", 5.06, 6.22),
+            (" 45821", 6.22, 7.84)]
+    crammed = [(" Enter", 7.84, 7.84), (" 45821", 7.84, 7.9), (" Enter", 7.9, 7.9), (" 45821", 7.9, 8.22),
+               (" Enter", 8.22, 8.22), (" 4821", 8.22, 8.22), (" Enter", 8.22, 8.24)]
+    crammed += [(" 4821", 8.24, 8.24), (" Enter", 8.24, 8.24)] * 2 + [(" 4821", 8.24, 8.24), (" Enter", 8.24, 8.4)]
+    raw = [Word(t, a, b) for t, a, b in said + crammed]
+    assert piled_start(raw) == len(said)
+    heard = heard_words(raw, False, 8.42, 0, int(5.5 * 16000), final=True)
+    assert words_text(heard) == "Enter 45821"
+    # the same words said at a speaking pace are speech
+    paced = [Word(w.text, 8.0 + 0.3 * i, 8.0 + 0.3 * i + 0.25) for i, w in enumerate(raw[len(said):len(said) + 4])]
+    assert piled_start(raw[:len(said)] + paced) is None
+
+
 def test_a_word_said_again_and_again_is_not_a_loop_in_a_whole_segment() -> None:
     """"here's some more word word word word word" (an MFA clip) ends with the speech; a loop runs on into
     the silence padding or past a few copies, and a number read twice stays a loop."""

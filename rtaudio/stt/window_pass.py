@@ -26,6 +26,7 @@ SAMPLE_RATE_HZ = 16000
 PADDING_EDGE_S = 0.1  # a partial's word starting this close to its audio's end may not have been said yet
 MISSED_WORD_GAP_S = 0.2  # a context word starting this long after the last final word is a new word
 EARLY_STOP_S = 0.8  # a final pass whose words end this long before the segment's audio stopped early
+CROWD_SPACING_S = 0.05  # words to the end of a pass that start closer than this on average were never said
 ECHO_S = 0.6  # a context word ending within this of the last final word's end, and reading like it, is its echo (alignment stretches words into pauses)
 
 STREAMING_DECODE = DecodeOptions(beam_size=1, temperatures=(0.0,), timestamps=False, word_timestamps=True)
@@ -92,18 +93,20 @@ def fuzzy_repeat_start(words: Sequence[Word], min_words: int = 4, min_ratio: flo
     return None
 
 
-def piled_start(words: Sequence[Word], min_words: int = 3) -> int | None:
-    """Where the text runs on past what the audio holds: the last `min_words` or more words all placed at one
-    instant, all but the last without length (the alignment has no audio left to give them); None if the
-    words do not end so. A loop too long for `repetition_start` ends like this ("... in casting | in casting
-    especially as no more time is occupied ... in casting", all at 79.32 s of a segment ending at 79.68 s)."""
-    if len(words) < min_words:
-        return None
-    at = words[-1].start_s
-    k = len(words) - 1
-    while k > 0 and words[k - 1].start_s == at and words[k - 1].end_s == at:
-        k -= 1
-    return k if len(words) - k >= min_words else None
+def piled_start(words: Sequence[Word], min_words: int = 3, spacing_s: float = CROWD_SPACING_S) -> int | None:
+    """Where the text runs on past what the audio holds: the earliest point from which `min_words` or more
+    words to the end start less than `spacing_s` apart on average (speech takes >= 0.12 s a word; the
+    alignment, with no audio left to give them, crams them together); None if the words do not end so.
+    A loop too long for `repetition_start` ends like this ("... in casting | in casting especially as no
+    more time is occupied ... in casting", all at 79.32 s of a segment ending at 79.68 s), and so does one
+    that changes as it goes ("Enter 45821 | Enter 45821 Enter 45821 Enter 4821 Enter 4821 ...", 13 words
+    in 0.4 s, a final of an AN4 reading decoded in a batch)."""
+    last = len(words) - 1
+    for k in range(0, len(words) - min_words + 1):
+        if (words[k + 1].start_s - words[k].start_s <= spacing_s  # (a said word just before the pile is not in it)
+                and words[last].start_s - words[k].start_s <= spacing_s * (last - k)):
+            return k
+    return None
 
 
 def said_again(words: Sequence[Word], loop: int, content_s: float, max_copies: int = 4) -> bool:
@@ -161,13 +164,15 @@ def heard_words(raw: Sequence[Word], capped: bool, content_s: float, audio_start
     `audio_start`, `content_s` of it before the silence padding) that were said in the window from sample
     `start` on, in stream seconds: loops cut, padding and context words dropped (see `run_pass`); `capped`:
     the pass ran out of its token budget."""
-    loop = repetition_start(raw, anywhere=capped)  # on all words: the padding holds the loop's evidence
-    if loop is not None and not capped and final and said_again(raw, loop, content_s):
+    # text piled up past the audio goes first: the copies of a loop that ends so run to the end only then
+    pile = piled_start(raw)
+    said = raw[:pile]
+    loop = repetition_start(said, anywhere=capped)  # on all words: the padding holds the loop's evidence
+    if loop is not None and not capped and final and said_again(said, loop, content_s):
         loop = None
     if loop is None:
-        loop = fuzzy_repeat_start(raw)
-    pile = piled_start(raw)
-    if pile is not None and (loop is None or pile < loop):
+        loop = fuzzy_repeat_start(said)
+    if loop is None:
         loop = pile
     offset_s, start_s = audio_start / SAMPLE_RATE_HZ, start / SAMPLE_RATE_HZ
     new_s = math.inf if new_from is None else new_from / SAMPLE_RATE_HZ
