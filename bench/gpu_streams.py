@@ -420,8 +420,6 @@ def main() -> int:
     ap.add_argument("--final-beam", type=int, default=5, help="beam width of final decodes (1: greedy)")
     ap.add_argument("--greedy-late-s", type=float, default=BatchScheduler().greedy_late_s,
                     help="finals decode greedily while the batch is this late (< 0: always beam)")
-    ap.add_argument("--partial-known", action=argparse.BooleanOptionalAction, default=BatchStreamConfig.partial_known,
-                    help="partials force their committed words instead of decoding them again")
     ap.add_argument("--late-by", default=BatchScheduler().late_by, choices=["any", "partials"],
                     help="whose lateness takes the finals' beams (BatchScheduler.late_by)")
     ap.add_argument("--server", action="store_true",
@@ -462,7 +460,7 @@ def main() -> int:
     def config_for(min_silence_ms: int) -> BatchStreamConfig:
         return BatchStreamConfig(partial_interval_ms=args.partial_interval_ms, pause_pass_ms=args.pause_pass_ms or None,
                                  prompt_chars=args.prompt_chars, context_s=args.context_s,
-                                 context_words=args.context_words, partial_known=args.partial_known,
+                                 context_words=args.context_words,
                                  vad=VadConfig(min_silence_ms=min_silence_ms, speech_pad_ms=args.vad_pad_ms))
 
     config = config_for(args.min_silence_ms[0])

@@ -132,16 +132,10 @@ class ReplayEngine:
         self.windows: list[int] = []
 
     def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
-                   finals: list[bool] | None = None, known: list[str] | None = None) -> list[list[int]]:
+                   finals: list[bool] | None = None) -> list[list[int]]:
         self.windows += [len(w) for w in windows]
         self.calls.append(list(finals or [False] * len(windows)))
-        self.known.extend(zip(finals or [False] * len(windows), known or [""] * len(windows), strict=True))
         return [[0] for _ in windows]
-
-    @property
-    def known(self) -> list[tuple[bool, str]]:
-        """Per window decoded: (final, its known text)."""
-        return self.__dict__.setdefault("_known", [])
 
     @property
     def calls(self) -> list[list[bool]]:
@@ -156,12 +150,11 @@ def _speech(speech_dir: Path) -> np.ndarray:
     return np.asarray(audio)
 
 
-def _stream_through(audio: np.ndarray, config: BatchStreamConfig | None = None,
-                    ) -> tuple[list, ReplayEngine, BatchStream]:
+def _stream_through(audio: np.ndarray) -> tuple[list, ReplayEngine, BatchStream]:
     engine = ReplayEngine("hello world")
     vad = BatchedVad(ensure_model("silero-vad") / "raw" / "silero_vad.onnx", threads=1)
     runner = BatchRunner(engine, lambda tokens: "hello world", vad, BatchScheduler(8))
-    stream = BatchStream(0, config)
+    stream = BatchStream(0)
     runner.add(stream)
     signal = np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(24000, np.float32)])
     captions = []
@@ -182,32 +175,6 @@ def test_real_speech_gives_partials_then_one_final_per_utterance(speech_dir: Pat
     assert max(engine.windows) <= 16000 * 15, "windows stay bounded"
     kept_s = 3 + stream.config.context_s  # the VAD's look-back and a final's context
     assert len(stream._audio) < 16000 * kept_s, "audio before the last segment's context is dropped"
-
-
-def test_partials_hand_the_engine_the_words_they_committed(speech_dir: Path) -> None:
-    """With `partial_known` a partial's request carries its segment's committed words (forced by the engine
-    instead of decoded again): none before two decodes agreed, none for finals, none once a final reset the
-    agreement, and the captions are what they are without it."""
-    audio = _speech(speech_dir)
-    plain, _, _ = _stream_through(audio)
-    captions, engine, _ = _stream_through(audio, BatchStreamConfig(partial_known=True))
-    assert [(c.text, c.stability) for c in captions] == [(c.text, c.stability) for c in plain]
-    partials = [k for final, k in engine.known if not final]
-    assert partials[:2] == ["", ""] and "hello world" in partials[2:], partials
-    assert all(k == "" for final, k in engine.known if final)
-    stream = BatchStream(1, BatchStreamConfig(partial_known=True))
-    for _ in range(3):  # two agreeing partials commit their words
-        stream.accept(np.zeros(512 * 20, np.float32))
-        stream.accept_vad(np.full(20, 0.9, np.float32))
-        req = stream.request()
-        assert req is not None and not req.final
-        stream.apply(req, "old words")
-    assert req.known == "old words"
-    stream._seg_start = req.end_sample  # a cut: the committed words are not this segment's
-    stream.accept(np.zeros(512 * 20, np.float32))
-    stream.accept_vad(np.full(20, 0.9, np.float32))
-    req = stream.request()
-    assert req is not None and req.known == "", "another segment's words are never forced"
 
 
 def test_a_rounds_partials_are_shown_before_its_finals_are_decoded() -> None:

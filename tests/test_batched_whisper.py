@@ -79,26 +79,6 @@ def test_rows_with_and_without_prompts_decode_as_each_alone(
     assert "fellow" not in text[1] and "what your country can do" in text[1]
 
 
-def test_known_text_is_forced_not_decoded_and_comes_back_as_if_decoded(
-        engine_and_tokenizer: tuple[BatchedWhisper, WhisperTokenizer], speech_dir: Path) -> None:
-    """A partial's committed words begin its window: forced after the start sequence, decoding goes on from
-    them (fewer decoder steps each round) and the row comes back whole, as decoded without them. Text too
-    long for the prefix room, or a row with a prompt, decodes from the start."""
-    engine, tok = engine_and_tokenizer
-    audio = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0][: 8 * 16000]
-    plain = engine.transcribe([audio])[0]
-    text = tok.decode([t for t in plain if t < tok.eot]).strip()
-    head = " ".join(text.split()[:4])  # "And so, my fellow"
-    forced = engine.transcribe([audio], known=[head])[0]
-    assert forced[0] == engine.timestamp_begin and tok.decode([t for t in forced if t < tok.eot]).strip().startswith(head)
-    assert normalize_english(tok.decode([t for t in forced if t < tok.eot])) == normalize_english(text)
-    assert engine.known_tokens([head], None, 1)[0] == [engine.timestamp_begin, *tok.encode(" " + head)]
-    assert engine.known_tokens(["word " * 60], None, 1) == [[]], "too long for the room: decoded"
-    assert engine.known_tokens([head], ["Earlier text."], 1) == [[]], "a prompted row is decoded from the start"
-    both = engine.transcribe([audio, audio[: 5 * 16000]], known=[head, ""])
-    assert both[0] == forced and both[1] == engine.transcribe([audio[: 5 * 16000]])[0]
-
-
 def test_finals_are_beam_searched_whole_and_alike_alone_or_in_a_batch(
         engine_and_tokenizer: tuple[BatchedWhisper, WhisperTokenizer], speech_dir: Path,
         speech_manifest: dict[str, str]) -> None:

@@ -64,15 +64,14 @@ def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(
     jfk = sf.read(speech_dir / "jfk_inaugural_ask_not.flac", dtype="float32")[0]
     libri = sf.read(speech_dir / "librispeech_1988-24833-0000.flac", dtype="float32")[0]
     rounds = [([jfk[: 3 * 16000], jfk[: 11 * 16000]], [False, True]), ([libri[: 4 * 16000]], [True])]
-    known = [["And so, my", ""], None]  # the first partial's committed words travel with it
     results: list[list[list[int]] | None] = [None, None]
     early: list[tuple[list[int], list[list[int]], int]] = []  # (rows, tokens, beam decodes done by then)
     beam_done = 0
     decode = engine.transcribe  # type: ignore[attr-defined]
 
-    def counting(windows, prompts=None, finals=None, known=None):  # type: ignore[no-untyped-def]
+    def counting(windows, prompts=None, finals=None):  # type: ignore[no-untyped-def]
         nonlocal beam_done
-        out = decode(windows, prompts=prompts, finals=finals, known=known)
+        out = decode(windows, prompts=prompts, finals=finals)
         beam_done += bool(finals and any(finals))
         return out
 
@@ -81,7 +80,7 @@ def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(
     def front_end(i: int) -> None:
         remote = RemoteEngine(host.address, MODEL)
         try:
-            results[i] = remote.transcribe(rounds[i][0], finals=rounds[i][1], known=known[i],
+            results[i] = remote.transcribe(rounds[i][0], finals=rounds[i][1],
                                            on_greedy=lambda rows, tokens: early.append((rows, tokens, beam_done)))
         finally:
             remote.close()
@@ -93,7 +92,7 @@ def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(
     assert host.serve_once() == 2 and host.passes == 1
     for t in threads:
         t.join(60)
-    direct = decode(rounds[0][0] + rounds[1][0], finals=rounds[0][1] + rounds[1][1], known=["And so, my", "", ""])
+    direct = decode(rounds[0][0] + rounds[1][0], finals=rounds[0][1] + rounds[1][1])
     assert results[0] == direct[:2] and results[1] == direct[2:]
     assert early == [([0], [direct[0]], 0)], "the first round's partial, before any beam search; none for the other"
     assert _text(direct[0]).startswith("and so my fellow americans") and "ask not" in _text(direct[1])

@@ -196,33 +196,16 @@ class BatchedWhisper:
             out.append((a.heads(a.key(encoded)), a.heads(a.value(encoded))))
         return out
 
-    def prefixes(self, prompts: list[str] | None, rows: int, known: list[list[int]] | None = None) -> list[list[int]]:
+    def prefixes(self, prompts: list[str] | None, rows: int) -> list[list[int]]:
         """Each row's forced start: `<|startofprev|>` + the last `max_prompt_tokens` of its prompt (the text
-        said before, as the CPU recognizer conditions on it), then the start sequence, then the row's `known`
-        tokens (see `known_tokens`)."""
+        said before, as the CPU recognizer conditions on it), then the start sequence."""
         start = self.start.tolist()
-        after = known or [[] for _ in range(rows)]
         if prompts is None or self.encode is None:
-            return [start + a for a in after]
+            return [start] * rows
         out = []
-        for p, a in zip(prompts, after, strict=True):
+        for p in prompts:
             ids = self.encode(" " + p.strip())[-self.max_prompt_tokens:] if p and p.strip() else []
-            out.append(([self.sot_prev, *ids] if ids else []) + start + a)
-        return out
-
-    def known_tokens(self, known: list[str] | None, prompts: list[str] | None, rows: int) -> list[list[int]]:
-        """The tokens forced after each row's start sequence: its `known` text (the words a partial already
-        committed, which begin its window: decoding goes on after them instead of decoding them again each
-        time), as the decoder would begin it (the window's first timestamp, then the text). Only where it
-        fits the prefix room and the row has no prompt; elsewhere none (the row decodes from the start)."""
-        if known is None or self.encode is None:
-            return [[] for _ in range(rows)]
-        first = [] if self.timestamp_begin is None else [self.timestamp_begin]
-        out = []
-        for i in range(rows):
-            text = known[i].strip() if i < len(known) else ""
-            ids = first + self.encode(" " + text) if text and not (prompts and prompts[i].strip()) else []
-            out.append(ids if len(ids) <= 1 + self.max_prompt_tokens else [])
+            out.append(([self.sot_prev, *ids] if ids else []) + start)
         return out
 
     def _decoder(self, batch: int, n_audio_ctx: int, budget: int, prefix: int, graph: bool,
@@ -265,7 +248,7 @@ class BatchedWhisper:
     @torch.inference_mode()
     def transcribe_static(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0,
                           window_s: float = 15.0, prompts: list[str] | None = None, beam: int = 1,
-                          timed: bool = False, known: list[str] | None = None) -> list[list[int]]:
+                          timed: bool = False) -> list[list[int]]:
         """Like `transcribe`, at fixed shapes (batch rounded up to `batch_bucket`, `window_s` of audio) so that
         decoding replays a CUDA graph; windows longer than `window_s` keep their latest part."""
         if not windows:
@@ -276,15 +259,13 @@ class BatchedWhisper:
         n = int(window_s * SAMPLE_RATE)
         budget = int(8 + max_tokens_per_s * (window_s - self.tail_pad / SAMPLE_RATE))
         padded = list(windows) + [np.zeros(0, np.float32)] * (size - b)
-        prompts = None if prompts is None else [*prompts, *[""] * (size - b)]
-        forced = self.known_tokens(None if known is None or timed else [*known, *[""] * (size - b)], prompts, size)
-        prefixes = self.prefixes(prompts, size, forced)
+        prefixes = self.prefixes(None if prompts is None else [*prompts, *[""] * (size - b)], size)
         decoder = self._decoder(size, n // (2 * HOP), budget, self._prefix_cap(prefixes), graph=True, beam=beam)
         audio, valid = self._pad(padded, n)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
         row_budget = self._row_budget(padded, max_tokens_per_s)
         cross = self._cross_kv(encoded)
-        rows = [f + r for f, r in zip(forced[:b], decoder.run(cross, mask, row_budget, prefixes)[:b], strict=True)]
+        rows = decoder.run(cross, mask, row_budget, prefixes)[:b]
         if timed:
             return self.timed(rows, windows, [(k[:b], v[:b]) for k, v in cross], mask[:b], row_budget[:b])
         return self._within_audio(rows, windows)
@@ -294,28 +275,24 @@ class BatchedWhisper:
         return torch.tensor([int(8 + max_tokens_per_s * len(w) / SAMPLE_RATE) for w in windows], device=self.device)
 
     def _transcribe_bucketed(self, windows: list[np.ndarray], max_tokens_per_s: float,
-                             prompts: list[str] | None, beam: int, timed: bool, known: list[str] | None = None,
-                             ) -> list[list[int]]:
+                             prompts: list[str] | None, beam: int, timed: bool) -> list[list[int]]:
         """`transcribe_static` per window-length bucket; results in the order of `windows`."""
         shapes = self.final_windows_s if timed else self.static_windows_s
         buckets = [next(b for b in shapes if len(w) + self.tail_pad <= b * SAMPLE_RATE) for w in windows]
-        return _per_group(buckets, windows, prompts, known, lambda bucket, ws, ps, ks: self.transcribe_static(
-            ws, max_tokens_per_s, window_s=bucket, prompts=ps, beam=beam, timed=timed, known=ks))
+        return _per_group(buckets, windows, prompts, lambda bucket, ws, ps: self.transcribe_static(
+            ws, max_tokens_per_s, window_s=bucket, prompts=ps, beam=beam, timed=timed))
 
     @torch.inference_mode()
     def transcribe(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0,
-                   prompts: list[str] | None = None, finals: list[bool] | None = None,
-                   known: list[str] | None = None) -> list[list[int]]:
+                   prompts: list[str] | None = None, finals: list[bool] | None = None) -> list[list[int]]:
         """Token ids (without start sequence and end-of-text) for each window; `prompts`, one per window
         ("" for none), is the text said before it; windows marked in `finals` are decoded with beam search
-        (`final_beam`) and come back timed (see `timed`), the others greedily. `known` (greedy rows), one per
-        window ("" for none): text that begins the window, forced instead of decoded where it fits (see
-        `known_tokens`); the row comes back with it as if decoded."""
+        (`final_beam`) and come back timed (see `timed`), the others greedily."""
         if not windows:
             return []
         keys = [bool(finals is not None and finals[i]) for i in range(len(windows))]
-        return _per_group(keys, windows, prompts, known, lambda final, ws, ps, ks: self._transcribe_rows(
-            ws, max_tokens_per_s, ps, self.final_beam if final else 1, timed=bool(final), known=ks))
+        return _per_group(keys, windows, prompts, lambda final, ws, ps: self._transcribe_rows(
+            ws, max_tokens_per_s, ps, self.final_beam if final else 1, timed=bool(final)))
 
     def within_audio(self, tokens: list[int], content_s: float) -> list[int]:
         """`tokens` up to the first timestamp at or past the end of the window's audio (less 0.1 s): what
@@ -327,21 +304,20 @@ class BatchedWhisper:
         return tokens[:cut]
 
     def _transcribe_rows(self, windows: list[np.ndarray], max_tokens_per_s: float, prompts: list[str] | None,
-                         beam: int, timed: bool = False, known: list[str] | None = None) -> list[list[int]]:
+                         beam: int, timed: bool = False) -> list[list[int]]:
         longest = (self.final_windows_s if timed else self.static_windows_s)[-1]
         if self.static_shapes and max(len(w) for w in windows) + self.tail_pad <= longest * SAMPLE_RATE:
-            return self._transcribe_bucketed(windows, max_tokens_per_s, prompts, beam, timed, known)
+            return self._transcribe_bucketed(windows, max_tokens_per_s, prompts, beam, timed)
         audio, valid = self._pad(windows)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
         longest_s = max(len(w) for w in windows) / SAMPLE_RATE
-        forced = self.known_tokens(None if timed else known, prompts, len(windows))
-        prefixes = self.prefixes(prompts, len(windows), forced)
+        prefixes = self.prefixes(prompts, len(windows))
         budget = int(min(self.model.dims.n_text_ctx // 2, 8 + max_tokens_per_s * longest_s))
         row_budget = self._row_budget(windows, max_tokens_per_s)
         decoder = self._decoder(len(windows), encoded.shape[1], budget, self._prefix_cap(prefixes), graph=False,
                                 beam=beam)
         cross = self._cross_kv(encoded)
-        rows = [f + r for f, r in zip(forced, decoder.run(cross, mask, row_budget, prefixes), strict=True)]
+        rows = decoder.run(cross, mask, row_budget, prefixes)
         return self.timed(rows, windows, cross, mask, row_budget) if timed else self._within_audio(rows, windows)
 
     def _within_audio(self, rows: list[list[int]], windows: list[np.ndarray]) -> list[list[int]]:
@@ -413,16 +389,13 @@ class BatchedWhisper:
         return torch.stack([by_layer[layer][:, head] for layer, head in self.alignment_heads], dim=1)
 
 
-def _per_group(keys: list[Any], windows: list[np.ndarray], prompts: list[str] | None, known: list[str] | None,
-               decode: Callable[[Any, list[np.ndarray], list[str] | None, list[str] | None], list[list[int]]],
-               ) -> list[list[int]]:
-    """`decode(key, windows, prompts, known)` once per distinct key over the rows with that key; results in row
-    order."""
+def _per_group(keys: list[Any], windows: list[np.ndarray], prompts: list[str] | None,
+               decode: Callable[[Any, list[np.ndarray], list[str] | None], list[list[int]]]) -> list[list[int]]:
+    """`decode(key, windows, prompts)` once per distinct key over the rows with that key; results in row order."""
     result: list[list[int]] = [[] for _ in windows]
     for key in sorted(set(keys)):
         rows = [i for i, k in enumerate(keys) if k == key]
-        texts = decode(key, [windows[i] for i in rows], None if prompts is None else [prompts[i] for i in rows],
-                       None if known is None else [known[i] for i in rows])
+        texts = decode(key, [windows[i] for i in rows], None if prompts is None else [prompts[i] for i in rows])
         for i, tokens in zip(rows, texts, strict=True):
             result[i] = tokens
     return result

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -25,16 +25,9 @@ from rtaudio.stt.vad import CONTEXT_SAMPLES, FRAME_SAMPLES, STATE_SHAPE
 STATE_SIZE = STATE_SHAPE[2]
 
 
-class RoundInputs(NamedTuple):
-    windows: list[np.ndarray]
-    prompts: list[str] | None
-    finals: list[bool]
-    known: list[str] | None
-
-
 class BatchEngine(Protocol):
     def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
-                   finals: list[bool] | None = None, known: list[str] | None = None) -> list[list[int]]: ...
+                   finals: list[bool] | None = None) -> list[list[int]]: ...
 
 
 class BatchedVad:
@@ -229,14 +222,12 @@ class BatchRunner:
                                   BatchScheduler.lateness(chosen, now_s) if chosen else 0.0, (t1 - t0) / 1e9,
                                   finals=sum(r.final for r in chosen), greedy_finals=greedy)
 
-    def inputs(self, chosen: list[WindowRequest]) -> RoundInputs:
-        """The chosen requests' audio (copies: streams may take more audio meanwhile), prompts, which are
-        finals to beam-search and known text: `engine.transcribe`'s arguments."""
+    def inputs(self, chosen: list[WindowRequest]) -> tuple[list[np.ndarray], list[str] | None, list[bool]]:
+        """The chosen requests' audio (copies: streams may take more audio meanwhile), prompts and which are
+        finals to beam-search: `engine.transcribe`'s arguments."""
         prompts = [r.decode_prompt for r in chosen]
-        known = [r.known for r in chosen]
         windows = [self.streams[r.stream_id].window(r).copy() for r in chosen]
-        return RoundInputs(windows, prompts if any(prompts) else None, [r.final and r.beam for r in chosen],
-                           known if any(known) else None)
+        return windows, prompts if any(prompts) else None, [r.final and r.beam for r in chosen]
 
     def apply(self, chosen: list[WindowRequest], tokens: list[list[int]]) -> list[tuple[int, Caption]]:
         """Hand each stream the words decoded for it; (stream id, caption) pairs."""
@@ -252,5 +243,5 @@ class BatchRunner:
         """Decode these requests as one batch and hand each stream its words; (stream id, caption) pairs."""
         if not chosen:
             return []
-        i = self.inputs(chosen)
-        return self.apply(chosen, self.engine.transcribe(i.windows, prompts=i.prompts, finals=i.finals, known=i.known))
+        windows, prompts, finals = self.inputs(chosen)
+        return self.apply(chosen, self.engine.transcribe(windows, prompts=prompts, finals=finals))

@@ -26,7 +26,7 @@ from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption
 from rtaudio.stt import alignment
 from rtaudio.stt.alignment import TimedWords, timed_row_words
-from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner, RoundInputs, phases
+from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner, phases
 from rtaudio.stt.batch_stream import (
     SAMPLE_RATE_HZ,
     BatchScheduler,
@@ -133,14 +133,15 @@ class BatchService:
         if not chosen:
             return False
         engine = self.runner.engine
-        for phase, i in inputs:  # partials first: their captions go out at once
+        for phase, (windows, prompts, finals) in inputs:  # partials first: their captions go out at once
             if isinstance(engine, RemoteEngine):
-                self._decode_remote(engine, phase, i)
+                self._decode_remote(engine, phase, windows, prompts, finals)
             else:
-                self._publish(phase, engine.transcribe(i.windows, prompts=i.prompts, finals=i.finals, known=i.known))
+                self._publish(phase, engine.transcribe(windows, prompts=prompts, finals=finals))
         return True
 
-    def _decode_remote(self, engine: RemoteEngine, requests: list[WindowRequest], i: RoundInputs) -> None:
+    def _decode_remote(self, engine: RemoteEngine, requests: list[WindowRequest], windows: list[np.ndarray],
+                       prompts: list[str] | None, finals: list[bool]) -> None:
         """A whole round through the engine process: its greedy rows' captions go out as soon as they come."""
         early: set[int] = set()
 
@@ -148,7 +149,7 @@ class BatchService:
             early.update(rows)
             self._publish([requests[i] for i in rows], tokens)
 
-        tokens = engine.transcribe(i.windows, prompts=i.prompts, finals=i.finals, known=i.known, on_greedy=greedy_rows)
+        tokens = engine.transcribe(windows, prompts=prompts, finals=finals, on_greedy=greedy_rows)
         rest = [i for i in range(len(requests)) if i not in early]
         self._publish([requests[i] for i in rest], [tokens[i] for i in rest])
 

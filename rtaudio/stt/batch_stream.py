@@ -48,9 +48,6 @@ class BatchStreamConfig:
     greedily under load. 0: none."""
     context_words: int = 12
     """The context starts no earlier than the last this many final words (bounds the tokens it costs)."""
-    partial_known: bool = True
-    """Partials force their committed words instead of decoding them again: a round's greedy loop runs for
-    the longest uncommitted tail, not for the longest segment."""
     max_segment_s: float = 14.0
     """A segment this long without a pause is closed as final (keeps windows short and bounded)."""
     split_search_s: float = 4.0
@@ -91,9 +88,6 @@ class WindowRequest:
     prompt_alone: str = ""
     """The prompt should the final be decoded without its context (greedily, under load): the words the
     context would have heard are then prompted."""
-    known: str = ""
-    """A partial's words already committed, which begin its window: the engine forces them instead of
-    decoding them again (`BatchStreamConfig.partial_known`)."""
 
     @property
     def audio_start(self) -> int:
@@ -125,7 +119,6 @@ class BatchStream:
         self.config = config or BatchStreamConfig()
         self.vad = VadSegmenter(self.config.vad)
         self.agreement = LocalAgreement()
-        self._agreed_from: int | None = None  # the segment start of the words the agreement holds
         self._buf = np.zeros(SAMPLE_RATE_HZ * 4, dtype=np.float32)  # grows by doubling: appends are amortised O(1)
         self._n = 0  # samples held in self._buf
         self._audio_start = 0  # stream sample of self._buf[0]
@@ -317,10 +310,7 @@ class BatchStream:
             due = max(self._last_decoded_end, self._cadence_from) + self._partial_samples
             if end < due:
                 return None
-        agreed = self.config.partial_known and self._agreed_from == self._seg_start
-        committed = words_text(self.agreement.committed) if agreed else ""
-        return WindowRequest(self.id, self._seg_start, end, False, self.origin_s + due / SAMPLE_RATE_HZ,
-                             known=committed)
+        return WindowRequest(self.id, self._seg_start, end, False, self.origin_s + due / SAMPLE_RATE_HZ)
 
     def _context_start(self, start: int) -> int:
         """Where a final's context starts: at the first final word within `context_s` before it (only
@@ -368,8 +358,6 @@ class BatchStream:
         if self._seg_start != req.start_sample:
             return []  # its segment was dropped or has ended meanwhile: the final has the say
         self._last_decoded_end = req.end_sample
-        if not self.agreement.committed and not self.agreement.tail:
-            self._agreed_from = req.start_sample  # whose words the agreement holds (a final resets it)
         self.agreement.insert(words)
         shown = list(self.agreement.committed) + list(self.agreement.tail)
         if not shown:

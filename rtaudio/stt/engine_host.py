@@ -64,7 +64,7 @@ class RemoteEngine:
         self._shm = SharedMemory(create=True, size=2 * capacity_samples)
 
     def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
-                   finals: list[bool] | None = None, known: list[str] | None = None,
+                   finals: list[bool] | None = None,
                    on_greedy: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[int]]:
         """Token ids per window, as the host's engine decodes them. A round with rows of both kinds gets its
         greedy rows (those not marked in `finals`) back first, while the host beam-searches the others:
@@ -85,7 +85,7 @@ class RemoteEngine:
                 start += n
             del flat  # no view may outlive a close() of the block
             try:
-                self._conn.send(("transcribe", self.model, self._shm.name, lengths, prompts, finals, known))
+                self._conn.send(("transcribe", self.model, self._shm.name, lengths, prompts, finals))
                 status, payload = self._conn.recv()
                 if status == "greedy":  # the rest follows once the host's beam search is done
                     if on_greedy is not None:
@@ -111,7 +111,6 @@ class _Round:
     windows: list[np.ndarray]
     prompts: list[str] | None
     finals: list[bool] | None
-    known: list[str] | None
 
 
 class EngineHost:
@@ -161,7 +160,7 @@ class EngineHost:
 
     def _receive(self, conn: Connection) -> _Round | None:
         try:
-            _, model, block, lengths, prompts, finals, known = conn.recv()
+            _, model, block, lengths, prompts, finals = conn.recv()
             shm = self._attach(conn, block)
         except (OSError, EOFError, ValueError, TypeError) as e:  # the front-end left (or sent garbage): forget it
             self._drop(conn, e)
@@ -170,7 +169,7 @@ class EngineHost:
         bounds = np.cumsum([0, *lengths])
         windows = [flat[a:b].astype(np.float32) / INT16_SCALE for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         del flat
-        return _Round(conn, model, windows, prompts, finals, known)
+        return _Round(conn, model, windows, prompts, finals)
 
     def _attach(self, conn: Connection, name: str) -> SharedMemory:
         shm = self._blocks.get(conn)
@@ -225,11 +224,10 @@ class EngineHost:
             engine = self.engines.get(model)
             if engine is None:
                 raise BackendError(f"the engine process does not serve model {model!r} (it serves {sorted(self.engines)})")
-            prompts, known = (None if not any(getattr(rounds[k], field) for k, _ in rows)
-                              else [(getattr(rounds[k], field) or [""] * len(rounds[k].windows))[i] for k, i in rows]
-                              for field in ("prompts", "known"))
-            out = engine.transcribe([rounds[k].windows[i] for k, i in rows], prompts=prompts, finals=[beam] * len(rows),
-                                    known=known)
+            prompts = None
+            if any(rounds[k].prompts for k, _ in rows):
+                prompts = [(rounds[k].prompts or [""] * len(rounds[k].windows))[i] for k, i in rows]
+            out = engine.transcribe([rounds[k].windows[i] for k, i in rows], prompts=prompts, finals=[beam] * len(rows))
             for (k, i), t in zip(rows, out, strict=True):
                 tokens[k][i] = t
             return None
