@@ -253,21 +253,8 @@ def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: flo
         results = [r for part in pool.map(_clients, jobs) for r in part]
     sessions = [Session(None, r["start"], np.zeros(0, np.float32), r["files"],  # type: ignore[arg-type]
                         captions=[(t, caption_from_json(d)) for t, d in r["captions"]]) for r in results]
-    return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s, "split": _server_split(results)}
+    return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s}
 
-
-def _server_split(results: list[dict]) -> dict:  # type: ignore[type-arg]
-    """Where a partial's wait is spent: in the server (its `server_latency_ms`: the audio's arrival to the
-    caption's send) and in all (the client's receipt less the time it sent that audio, paced in real time)."""
-    server, total = [], []
-    for r in results:
-        for t, d in r["captions"]:
-            if d.get("stability") != "final" and "server_latency_ms" in d:
-                server.append(d["server_latency_ms"] / 1000)
-                total.append(t - (r["start"] + d["decoded_until_s"]))
-    q = {"p50": 50, "p99": 99}
-    return {f"partial_server_{k}_s": float(np.percentile(server, v)) if server else float("nan") for k, v in q.items()} | {
-        f"partial_total_{k}_s": float(np.percentile(total, v)) if total else float("nan") for k, v in q.items()}
 
 
 def final_texts(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
@@ -508,7 +495,7 @@ def main() -> int:
                    "partials_ms_mean": float(busy[:, 7].mean() * 1000) if len(busy) else 0.0,
                    "finals_per_tick": float(busy[:, 8].mean()) if len(busy) else 0.0,
                    "greedy_finals": int(ticks[:, 6].sum()),
-                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions), **res.get("split", {})}
+                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions)}
             keeps_up = row["lateness_end_s"] < 1.0
             row["real_time"] = bool(row["partial_p99_s"] < 1.0 and keeps_up)
             row["real_time_partials"] = bool(row["partial_only_p99_s"] < 1.0 and keeps_up)
@@ -524,11 +511,7 @@ def main() -> int:
                   f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
                   f"{row['partial_p99_without_an4_s']:.2f} s; {row['greedy_finals']} of {row['finals']} finals greedy; "
                   f"WER of the finals in this run {100 * row['wer_in_run']:.2f}% over {row['wer_in_run_recordings']} "
-                  f"recordings played whole)"
-                  + ("; partial captions' wait (decoded audio sent -> received) p50/p99 {:.2f}/{:.2f} s, of which in the "
-                     "server (arrival -> sent) {:.2f}/{:.2f} s".format(row["partial_total_p50_s"], row["partial_total_p99_s"],
-                                                                       row["partial_server_p50_s"], row["partial_server_p99_s"])
-                     if "partial_total_p50_s" in row else ""),
+                  f"recordings played whole)",
                   flush=True)
     finally:  # the server holds the output pipe: a run that fails must not leave it behind
         if server is not None:

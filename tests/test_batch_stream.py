@@ -80,6 +80,8 @@ def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -
     on_time.accept(np.zeros(16000, np.float32))
     on_time.arrived(5.9)  # one second of audio by 0.9 s after opening: faster than real time
     assert on_time.origin_s == 5.0
+    on_time.arrived(6.6)  # 0.6 s late: jitter of a busy server, not a stream that fell behind
+    assert on_time.origin_s == 5.0, "a little late: its requests are as late as they are"
 
 
 def test_finals_are_due_when_the_stream_knew_of_them_not_at_their_end() -> None:
