@@ -123,12 +123,12 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
         greedy_late_s: float | None = BatchScheduler().greedy_late_s, words=None, vad_device: str | None = None,
-        session_per_recording: bool = False, late_by: str = "any", gather_s: float = BatchScheduler().gather_s) -> dict:
+        session_per_recording: bool = False, late_by: str = "any") -> dict:
     """n sessions at real-time pace for `duration_s`. Each plays recordings 1 s apart as one stream, or with
     `session_per_recording` each recording as its own session, opened as it starts and closed after it (as
     clients come and go on a server; a stream's finals then never hear another recording as context)."""
     runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48, device=vad_device),
-                         BatchScheduler(max_batch, greedy_late_s, late_by, gather_s), words=words)
+                         BatchScheduler(max_batch, greedy_late_s, late_by), words=words)
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -407,8 +407,6 @@ def main() -> int:
     ap.add_argument("--final-beam", type=int, default=5, help="beam width of final decodes (1: greedy)")
     ap.add_argument("--greedy-late-s", type=float, default=BatchScheduler().greedy_late_s,
                     help="finals decode greedily while the batch is this late (< 0: always beam)")
-    ap.add_argument("--gather-s", type=float, default=BatchScheduler().gather_s,
-                    help="beam finals gather this long, then go in one batch (BatchScheduler.gather_s)")
     ap.add_argument("--late-by", default=BatchScheduler().late_by, choices=["any", "partials"],
                     help="whose lateness takes the finals' beams (BatchScheduler.late_by)")
     ap.add_argument("--server", action="store_true",
@@ -479,8 +477,7 @@ def main() -> int:
             else:
                 res = run(engine, decode, vad, speech, names, n, args.duration_s, config_for(ms), args.max_batch,
                           greedy_late_s=greedy_late, words=words, vad_device=args.vad_device,
-                          session_per_recording=args.session_per_recording, late_by=args.late_by,
-                          gather_s=args.gather_s)
+                          session_per_recording=args.session_per_recording, late_by=args.late_by)
             lat = latencies(res, refs)
             if spent is not None:
                 busy_ticks = max(1, sum(1 for t in res["ticks"] if t[1] > 0))
@@ -535,7 +532,7 @@ def main() -> int:
             longest = max(len(speech[n_]) for n_ in names) / SR
             res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
                       one_file_each=True, greedy_late_s=greedy_late, words=words, vad_device=args.vad_device,
-                      late_by=args.late_by, gather_s=args.gather_s)
+                      late_by=args.late_by)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)
             greedy = int(sum(t[6] for t in res["ticks"]))

@@ -63,23 +63,6 @@ def test_judged_by_its_partials_a_batch_keeps_the_beam_for_a_final_decoded_again
         BatchScheduler(late_by="finals")
 
 
-def test_beam_finals_gather_and_go_in_one_batch() -> None:
-    """With `gather_s` beam finals wait until the first of them has waited that long, then all go together
-    (one beam loop instead of one a round); partials meanwhile go alone. A batch of finals alone is not held
-    back (nothing would be saved), and a final's lateness counts from when it was due to go."""
-    s = BatchScheduler(max_batch=8, gather_s=0.3)
-    reqs = [req(1, 1.0, final=True), req(2, 1.25), req(3, 1.1, final=True)]
-    assert [r.stream_id for r in s.pick(reqs, now_s=1.2)] == [2], "finals gather"
-    together = s.pick(reqs, now_s=1.31)
-    assert sorted(r.stream_id for r in together) == [1, 2, 3] and all(r.beam for r in together)
-    assert [r.stream_id for r in s.pick([req(1, 1.0, final=True)], now_s=1.1)] == [1], "finals alone go"
-    assert all(r.beam for r in s.pick(reqs, now_s=1.7)), "0.4 s late as due to go (its partial 0.45 s), not 0.7 s"
-    assert not any(r.beam for r in s.pick(reqs, now_s=1.9) if r.final)
-    assert [r.stream_id for r in BatchScheduler(max_batch=8).pick(reqs, now_s=1.2)] == [1, 3, 2], "off by default"
-    with pytest.raises(ConfigError):
-        BatchScheduler(gather_s=-1)
-
-
 def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -> None:
     """A client that opens a stream and sends its audio 10 s later is not 10 s overdue: its decodes are due
     from when the audio arrived, so it neither jumps the queue nor makes the batch look late (which would

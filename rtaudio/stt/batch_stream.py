@@ -461,19 +461,11 @@ class BatchScheduler:
     beam from 204 of the finals of 159 sessions that start at once (WER 7.48 -> 8.42 %), 0.5 s from 18
     (7.68 %)."""
 
-    def __init__(self, max_batch: int = 512, greedy_late_s: float | None = 0.5, late_by: str = "any",
-                 gather_s: float = 0.0) -> None:
+    def __init__(self, max_batch: int = 512, greedy_late_s: float | None = 0.5, late_by: str = "any") -> None:
         if max_batch < 1:
             raise ConfigError("max_batch must be >= 1")
         if greedy_late_s is not None and greedy_late_s < 0:
             raise ConfigError("greedy_late_s must be >= 0 or None")
-        if gather_s < 0:
-            raise ConfigError("gather_s must be >= 0")
-        self.gather_s = gather_s
-        """Beam finals are due this long after their stream knew of them, and wait for the first of them to
-        be due, then all go in one batch: a round's beam loop costs about the same for 8 finals as for 32
-        (its length is its longest final's tokens), so gathered finals run one loop where they ran one a
-        round, and the rounds between decode partials alone."""
         if late_by not in ("any", "partials"):
             raise ConfigError("late_by must be 'any' or 'partials'")
         self.max_batch = max_batch
@@ -485,19 +477,12 @@ class BatchScheduler:
 
     def pick(self, requests: list[WindowRequest], now_s: float | None = None) -> list[WindowRequest]:
         """The next batch; with `now_s` (the clock on the requests' timeline) finals may lose their beam."""
-        chosen = sorted(requests, key=lambda r: (self._due(r), not r.final, r.stream_id))[: self.max_batch]
+        chosen = sorted(requests, key=lambda r: (r.due_s, not r.final, r.stream_id))[: self.max_batch]
         late = self.greedy_late_s
         judged = [r for r in chosen if not r.final] if self.late_by == "partials" else chosen
-        if judged and now_s is not None and late is not None and now_s - self._due(judged[0]) > late:
+        if judged and now_s is not None and late is not None and now_s - judged[0].due_s > late:
             return [replace(r, beam=False) if r.final else r for r in chosen]
-        finals = [r for r in chosen if r.final]
-        if (now_s is not None and self.gather_s and finals and len(finals) < len(chosen)
-                and all(now_s < self._due(r) for r in finals)):
-            return [r for r in chosen if not r.final]  # no beam loop this round: its finals gather
         return chosen
-
-    def _due(self, r: WindowRequest) -> float:
-        return r.due_s + self.gather_s if r.final and r.beam else r.due_s
 
     @staticmethod
     def lateness(chosen: list[WindowRequest], now_s: float) -> float:
