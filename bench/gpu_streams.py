@@ -123,12 +123,12 @@ def make_audio(names: list[str], speech: dict[str, np.ndarray], first: int, min_
 def run(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str], n: int,  # type: ignore[no-untyped-def]
         duration_s: float, config: BatchStreamConfig, max_batch: int, one_file_each: bool = False,
         greedy_late_s: float | None = BatchScheduler().greedy_late_s, words=None, vad_device: str | None = None,
-        session_per_recording: bool = False, late_by: str = "any") -> dict:
+        session_per_recording: bool = False) -> dict:
     """n sessions at real-time pace for `duration_s`. Each plays recordings 1 s apart as one stream, or with
     `session_per_recording` each recording as its own session, opened as it starts and closed after it (as
     clients come and go on a server; a stream's finals then never hear another recording as context)."""
     runner = BatchRunner(engine, decode, BatchedVad(vad_path, threads=12, chunk=48, device=vad_device),
-                         BatchScheduler(max_batch, greedy_late_s, late_by), words=words)
+                         BatchScheduler(max_batch, greedy_late_s), words=words)
     t0 = time.monotonic() + 0.5
     sessions = []
     for i in range(n):
@@ -407,8 +407,6 @@ def main() -> int:
     ap.add_argument("--final-beam", type=int, default=5, help="beam width of final decodes (1: greedy)")
     ap.add_argument("--greedy-late-s", type=float, default=BatchScheduler().greedy_late_s,
                     help="finals decode greedily while the batch is this late (< 0: always beam)")
-    ap.add_argument("--late-by", default=BatchScheduler().late_by, choices=["any", "partials"],
-                    help="whose lateness takes the finals' beams (BatchScheduler.late_by)")
     ap.add_argument("--server", action="store_true",
                     help="through `rtaudio serve --stt-backend batched` on loopback: N websocket clients")
     ap.add_argument("--client-procs", type=int, default=8, help="processes the --server clients run in")
@@ -477,7 +475,7 @@ def main() -> int:
             else:
                 res = run(engine, decode, vad, speech, names, n, args.duration_s, config_for(ms), args.max_batch,
                           greedy_late_s=greedy_late, words=words, vad_device=args.vad_device,
-                          session_per_recording=args.session_per_recording, late_by=args.late_by)
+                          session_per_recording=args.session_per_recording)
             lat = latencies(res, refs)
             if spent is not None:
                 busy_ticks = max(1, sum(1 for t in res["ticks"] if t[1] > 0))
@@ -509,8 +507,9 @@ def main() -> int:
                   f"{row['words_over_1s']} words > 1 s, {row['over_1s_first_in_final']} of them first in a final; "
                   f"{row['first_in_final']} words first in a final; p99 of words first in partials "
                   f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
-                  f"{row['partial_p99_without_an4_s']:.2f} s; {row['greedy_finals']} of {row['finals']} finals greedy; "
-                  f"WER of the finals in this run {100 * row['wer_in_run']:.2f}% over {row['wer_in_run_recordings']} "
+                  f"{row['partial_p99_without_an4_s']:.2f} s; "
+                  + (f"{row['greedy_finals']} of {row['finals']} finals greedy; " if server is None else "")
+                  + f"WER of the finals in this run {100 * row['wer_in_run']:.2f}% over {row['wer_in_run_recordings']} "
                   f"recordings played whole)",
                   flush=True)
     finally:  # the server holds the output pipe: a run that fails must not leave it behind
@@ -531,8 +530,7 @@ def main() -> int:
         else:
             longest = max(len(speech[n_]) for n_ in names) / SR
             res = run(engine, decode, vad, speech, names, len(names), longest + 2.5, config, args.max_batch,
-                      one_file_each=True, greedy_late_s=greedy_late, words=words, vad_device=args.vad_device,
-                      late_by=args.late_by)
+                      one_file_each=True, greedy_late_s=greedy_late, words=words, vad_device=args.vad_device)
             texts = {s.files[0][0]: " ".join(c.text for _, c in s.captions if c.is_final) for s in res["sessions"]}
             lat = latencies(res, refs)
             greedy = int(sum(t[6] for t in res["ticks"]))

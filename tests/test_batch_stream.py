@@ -48,21 +48,6 @@ def test_finals_lose_their_beam_while_the_batch_runs_late() -> None:
     assert BatchScheduler.lateness(straggler, 1.2) == pytest.approx(0.07), "the median request's lateness"
 
 
-def test_judged_by_its_partials_a_batch_keeps_the_beam_for_a_final_decoded_again() -> None:
-    """A final decoded a second time (on from where it stopped) keeps its first due time, so it looks late
-    while the batch keeps up: judged by the partials (`late_by="partials"`) the beams stay; once a partial is
-    late they go; a batch of finals alone keeps them."""
-    s = BatchScheduler(max_batch=4, greedy_late_s=0.5, late_by="partials")
-    again = [req(1, 0.0, final=True), req(2, 1.0), req(3, 1.1, final=True)]
-    assert all(r.beam for r in s.pick(again, now_s=1.2)), "only the final decoded again is late"
-    assert not any(r.beam for r in BatchScheduler(max_batch=4, greedy_late_s=0.5).pick(again, now_s=1.2) if r.final)
-    late = s.pick(again, now_s=1.6)
-    assert [(r.stream_id, r.beam) for r in late] == [(1, False), (2, True), (3, False)]
-    assert all(r.beam for r in s.pick([req(1, 0.0, final=True)], now_s=9.0)), "no partial waits on it"
-    with pytest.raises(ConfigError):
-        BatchScheduler(late_by="finals")
-
-
 def test_audio_that_arrives_late_moves_the_streams_timeline_not_its_lateness() -> None:
     """A client that opens a stream and sends its audio 10 s later is not 10 s overdue: its decodes are due
     from when the audio arrived, so it neither jumps the queue nor makes the batch look late (which would

@@ -171,9 +171,9 @@ class BatchStream:
         than `LATE_ARRIVAL_S` later than its timeline says (a client that opened, then waited, or fell
         behind) has its timeline moved on, so its decodes are not scheduled as overdue, and it cannot make
         the batch look late to the scheduler (which would take every stream's beam finals). Audio that
-        comes a little late (network and event-loop jitter) leaves it alone: moved by every delay, the
-        timeline ratcheted on by the largest one, and a busy server's batch never looked late (H100, 400
-        websocket sessions: no final of 2193 decoded greedily, rounds long with beam search)."""
+        comes a little late (network and event-loop jitter of a busy server) leaves it alone: moved by
+        every delay, the timeline ratcheted on by the largest one, and the scheduler saw the stream's
+        requests less late than its captions were."""
         behind = now_s - self.written / SAMPLE_RATE_HZ - self.origin_s
         if behind > LATE_ARRIVAL_S:
             self.origin_s += behind
@@ -461,26 +461,19 @@ class BatchScheduler:
     beam from 204 of the finals of 159 sessions that start at once (WER 7.48 -> 8.42 %), 0.5 s from 18
     (7.68 %)."""
 
-    def __init__(self, max_batch: int = 512, greedy_late_s: float | None = 0.5, late_by: str = "any") -> None:
+    def __init__(self, max_batch: int = 512, greedy_late_s: float | None = 0.5) -> None:
         if max_batch < 1:
             raise ConfigError("max_batch must be >= 1")
         if greedy_late_s is not None and greedy_late_s < 0:
             raise ConfigError("greedy_late_s must be >= 0 or None")
-        if late_by not in ("any", "partials"):
-            raise ConfigError("late_by must be 'any' or 'partials'")
         self.max_batch = max_batch
         self.greedy_late_s = greedy_late_s
-        self.late_by = late_by
-        """Whose lateness takes the beams: the most overdue request of the batch ("any"), or its most overdue
-        partial ("partials": a final decoded a second time keeps its first due time, so it looks late
-        without the batch being behind; with no partial in the batch none waits on it)."""
 
     def pick(self, requests: list[WindowRequest], now_s: float | None = None) -> list[WindowRequest]:
         """The next batch; with `now_s` (the clock on the requests' timeline) finals may lose their beam."""
         chosen = sorted(requests, key=lambda r: (r.due_s, not r.final, r.stream_id))[: self.max_batch]
         late = self.greedy_late_s
-        judged = [r for r in chosen if not r.final] if self.late_by == "partials" else chosen
-        if judged and now_s is not None and late is not None and now_s - judged[0].due_s > late:
+        if chosen and now_s is not None and late is not None and now_s - chosen[0].due_s > late:
             return [replace(r, beam=False) if r.final else r for r in chosen]
         return chosen
 
