@@ -4,6 +4,7 @@
 # carry them there; a bare checkout's models/ serves as rtaudio_models; missing pure-Python packages
 # (websockets, soundfile) travel as unpacked wheels in .gpu/pydeps.
 #   usage: bash tools/gpu_bench.sh STEP...   results go to $OUT (default bench/results)
+#   steps: check steps sched sched-vad profile wer wer-in-run wer-in-streams server
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD:$PWD/.gpu/pydeps
@@ -19,8 +20,9 @@ for step in "$@"; do
     sched-vad) $P --streams 400 --duration-s 30 --vad-device cuda --out "$OUT/gpu_sched_vad.json" ;;
     profile) $P --streams 400 --duration-s 30 --profile --out "$OUT/gpu_profile.json" ;;
     wer) $P --wer-only --out "$OUT/gpu_wer.json" ;;  # 159 sessions at once, one per recording
-    wer-in-run) $P --streams 400 --duration-s 60 --wer --out "$OUT/gpu_wer_in_run.json" ;;
+    wer-in-run) $P --streams 400 --duration-s 60 --session-per-recording --wer --out "$OUT/gpu_wer_in_run.json" ;;  # load's WER
+    wer-in-streams) $P --streams 400 --duration-s 60 --wer --out "$OUT/gpu_wer_in_streams.json" ;;  # recordings back to back
     server) $P --server --server-processes 8 --client-procs 8 --streams 400 --duration-s 20 --out "$OUT/gpu_server.json" ;;
-    *) echo "unknown step $step (check steps sched sched-vad profile wer wer-in-run server)" ;;
+    *) echo "unknown step $step (check steps sched sched-vad profile wer wer-in-run wer-in-streams server)" ;;
   esac
 done
