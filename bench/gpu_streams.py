@@ -253,7 +253,25 @@ def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: flo
         results = [r for part in pool.map(_clients, jobs) for r in part]
     sessions = [Session(None, r["start"], np.zeros(0, np.float32), r["files"],  # type: ignore[arg-type]
                         captions=[(t, caption_from_json(d)) for t, d in r["captions"]]) for r in results]
-    return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s}
+    return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s, "server": _server_batches(port)}
+
+
+def _server_batches(port: int, tries: int = 200) -> dict:
+    """The server processes' batch metrics (finals beam / greedy, round p50) once the run is over: each
+    request reaches one process, so ask until the answers stop bringing new ones."""
+    seen: dict[tuple[str, ...], dict[str, float]] = {}
+    for _ in range(tries):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            lines = tuple(x for x in r.read().decode().splitlines() if x.startswith("rtaudio_batch_"))
+        seen[lines] = {x.rsplit(" ", 1)[0]: float(x.rsplit(" ", 1)[1]) for x in lines}
+    pick = [{k.split("{")[0] + ("_greedy" if 'greedy"' in k else "_beam" if 'beam"' in k else "_p50" if '"0.5"' in k
+                               else "_p99" if '"0.99"' in k else ""): v for k, v in m.items()} for m in seen.values()]
+    return {"server_processes_seen": len(pick),
+            "server_greedy_finals": int(sum(m.get("rtaudio_batch_finals_greedy", 0) for m in pick)),
+            "server_finals": int(sum(m.get("rtaudio_batch_finals_greedy", 0) + m.get("rtaudio_batch_finals_beam", 0)
+                                     for m in pick)),
+            "server_round_p50_ms": 1000 * float(np.median([m.get("rtaudio_batch_round_seconds_p50", 0) for m in pick]))
+            if pick else float("nan")}
 
 
 
@@ -493,7 +511,7 @@ def main() -> int:
                    "partials_ms_mean": float(busy[:, 7].mean() * 1000) if len(busy) else 0.0,
                    "finals_per_tick": float(busy[:, 8].mean()) if len(busy) else 0.0,
                    "greedy_finals": int(ticks[:, 6].sum()),
-                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions)}
+                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions), **res.get("server", {})}
             keeps_up = row["lateness_end_s"] < 1.0
             row["real_time"] = bool(row["partial_p99_s"] < 1.0 and keeps_up)
             row["real_time_partials"] = bool(row["partial_only_p99_s"] < 1.0 and keeps_up)
@@ -508,7 +526,9 @@ def main() -> int:
                   f"{row['first_in_final']} words first in a final; p99 of words first in partials "
                   f"{row['partial_only_p99_s']:.2f} s; {row['slow_an4']} slow words in AN4; p99 without AN4 "
                   f"{row['partial_p99_without_an4_s']:.2f} s; "
-                  + (f"{row['greedy_finals']} of {row['finals']} finals greedy; " if server is None else "")
+                  + (f"{row['greedy_finals']} of {row['finals']} finals greedy; " if server is None else
+                     f"{row['server_greedy_finals']} of {row['server_finals']} finals greedy, front-end rounds p50 "
+                     f"{row['server_round_p50_ms']:.0f} ms ({row['server_processes_seen']} processes' metrics); ")
                   + f"WER of the finals in this run {100 * row['wer_in_run']:.2f}% over {row['wer_in_run_recordings']} "
                   f"recordings played whole)",
                   flush=True)

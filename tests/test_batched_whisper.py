@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,7 +239,18 @@ def test_server_with_the_batched_backend_captions_a_live_client(speech_dir: Path
         events, kinds = asyncio.run(stream(srv))
         with pytest.raises(ConfigError, match="English only"):
             asyncio.run(german(srv))
+        with urllib.request.urlopen(srv.ws_url.replace("ws://", "http://") + "/metrics", timeout=10) as r:
+            metrics = r.read().decode()
     finals = " ".join(e.caption.text for e in events if e.caption.is_final)
+    # operators see how the batch fared: its rounds, how many finals kept their beam, round times
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+              if line.startswith("rtaudio_batch_")}
+    model = ServerConfig().models[0]
+    decoded = values[f'rtaudio_batch_finals{{model="{model}",decode="beam"}}'] + values[
+        f'rtaudio_batch_finals{{model="{model}",decode="greedy"}}']
+    assert decoded >= sum(e.caption.is_final for e in events) >= 2, values
+    assert values[f'rtaudio_batch_rounds{{model="{model}"}}'] >= decoded
+    assert 0 < values[f'rtaudio_batch_round_seconds{{model="{model}",quantile="0.5"}}'] < 30
     reference = " ".join(speech_manifest[n] for n in names)
     assert jiwer.wer(normalize_english(reference), normalize_english(finals)) < 0.15, finals
     assert any(not e.caption.is_final for e in events)

@@ -361,6 +361,8 @@ class Server:
                 "models": list(self.config.models), "voices": list(self.config.voices),
                 "caption_channels": self.broadcast.stats()}), path)
         elif req.method == "GET" and path == "/metrics":
+            for model, stats in self.hub.batch_stats().items():
+                self.metrics.set_batch(model, stats)
             await self._respond(writer, HttpResponse(200, self.metrics.render().encode(),
                                                      "text/plain; version=0.0.4; charset=utf-8"), path)
         elif req.method in ("GET", "HEAD") and (path in (*PAGES, "/demo.wav") or path.startswith("/static/")):

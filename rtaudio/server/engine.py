@@ -152,6 +152,12 @@ class ModelHub:
                     self._batch_services[name] = load_service(name, clock=self.clock, pack=pack)
             return self._batch_services[name]
 
+    def batch_stats(self) -> dict[str, Any]:
+        """Each loaded batched recognizer's `RoundStats`, by model."""
+        with self._lock:
+            services = dict(self._batch_services)
+        return {name: service.stats() for name, service in services.items()}
+
     def close(self) -> None:
         """Stop the batched recognizers' threads."""
         for service in self._batch_services.values():

@@ -10,6 +10,7 @@ import bisect
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -185,6 +186,25 @@ class ServerMetrics:
             self.admission_cost, self.admission_capacity,
         ]
         self._all += [self.assistant_latency, self.assistant_turns]
+        self.batch_rounds = Gauge("rtaudio_batch_rounds", "Rounds of the batched (GPU) recognizer.", ["model"])
+        self.batch_finals = Gauge("rtaudio_batch_finals", "Finals the batched recognizer decoded, by decode: beam, or "
+                                  "greedy because its batch ran late.", ["model", "decode"])
+        self.batch_round_seconds = Gauge("rtaudio_batch_round_seconds", "Recent rounds of the batched recognizer: "
+                                         "duration quantiles (VAD, scheduling, decode).", ["model", "quantile"])
+        self.batch_lateness = Gauge("rtaudio_batch_lateness_seconds", "Recent rounds of the batched recognizer: "
+                                    "quantiles of the batch's lateness (its median request's).", ["model", "quantile"])
+        self._all += [self.batch_rounds, self.batch_finals, self.batch_round_seconds, self.batch_lateness]
+
+    def set_batch(self, model: str, stats: Any) -> None:
+        """The batched recognizer's rounds (a `RoundStats`): how often finals lost their beam search because
+        the batch ran late, and how long recent rounds took and how late they ran."""
+        self.batch_rounds.set(stats.rounds, model)
+        self.batch_finals.set(stats.finals - stats.greedy_finals, model, "beam")
+        self.batch_finals.set(stats.greedy_finals, model, "greedy")
+        for gauge, values in ((self.batch_round_seconds, stats.round_s), (self.batch_lateness, stats.lateness_s)):
+            for q in (0.5, 0.99):
+                ordered = sorted(values)
+                gauge.set(ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0, model, str(q))
 
     def render(self) -> str:
         lines: list[str] = []

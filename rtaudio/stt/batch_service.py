@@ -17,6 +17,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from rtaudio.errors import BackendError, ModelNotFetchedError, SampleRateError
 from rtaudio.frames import Caption
 from rtaudio.stt import alignment
 from rtaudio.stt.alignment import TimedWords, timed_row_words
-from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner, phases
+from rtaudio.stt.batch_runner import BatchedVad, BatchEngine, BatchRunner, TickReport, phases
 from rtaudio.stt.batch_stream import (
     SAMPLE_RATE_HZ,
     BatchScheduler,
@@ -41,6 +42,29 @@ from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 log = logging.getLogger("rtaudio.stt.batch")
 
 
+@dataclass
+class RoundStats:
+    """What a service's rounds did, for the server's /metrics: how many, how many finals lost their beam
+    search because the batch ran late (`BatchScheduler`), and the recent rounds' durations and lateness."""
+
+    rounds: int = 0
+    finals: int = 0
+    greedy_finals: int = 0
+    round_s: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1024))
+    lateness_s: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1024))
+
+    def record(self, report: TickReport, round_s: float) -> None:
+        self.rounds += 1
+        self.finals += report.finals
+        self.greedy_finals += report.greedy_finals
+        self.round_s.append(round_s)
+        self.lateness_s.append(report.lateness_s)
+
+    def copy(self) -> RoundStats:
+        return RoundStats(self.rounds, self.finals, self.greedy_finals, collections.deque(self.round_s, maxlen=1024),
+                          collections.deque(self.lateness_s, maxlen=1024))
+
+
 class BatchService:
     """Owns the runner and its thread; `open()` a session per live stream, `close()` when done."""
 
@@ -52,6 +76,7 @@ class BatchService:
         self.config = config or BatchStreamConfig()
         self.runner = BatchRunner(engine, decode, vad, scheduler or BatchScheduler(), self.clock, words)
         self.idle_sleep_s = idle_sleep_s
+        self._stats = RoundStats()
         self.error: BaseException | None = None
         """Set if a round failed: the service stops and every session's next call raises."""
         self._lock = threading.Lock()
@@ -120,9 +145,10 @@ class BatchService:
 
     def round(self) -> bool:
         """One round (VAD, then one batch); False if there was nothing to decode."""
+        started = self.clock.now_ns()
         with self._lock:
             self._forget_closed()
-            chosen, _ = self.runner.plan(self.now_s())
+            chosen, report = self.runner.plan(self.now_s())
             # A round's partials are decoded before its finals, and their captions go out first: an engine
             # of this process gets two calls; an engine process gets the round whole (it merges the rounds of
             # all waiting front-ends into one batch: two calls a round would halve those batches) and sends
@@ -138,7 +164,14 @@ class BatchService:
                 self._decode_remote(engine, phase, windows, prompts, finals)
             else:
                 self._publish(phase, engine.transcribe(windows, prompts=prompts, finals=finals))
+        with self._lock:
+            self._stats.record(report, (self.clock.now_ns() - started) / 1e9)
         return True
+
+    def stats(self) -> RoundStats:
+        """A copy of the rounds' statistics so far (safe from any thread)."""
+        with self._lock:
+            return self._stats.copy()
 
     def _decode_remote(self, engine: RemoteEngine, requests: list[WindowRequest], windows: list[np.ndarray],
                        prompts: list[str] | None, finals: list[bool]) -> None:
