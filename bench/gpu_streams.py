@@ -275,6 +275,16 @@ def _server_batches(port: int, tries: int = 200) -> dict:
 
 
 
+def _this_run(server: dict, rows: list[dict]) -> dict:  # type: ignore[type-arg]
+    """A server's finals counts are since it started: this run's are those less the earlier runs' (the round
+    p50 is over each process's last 1024 rounds)."""
+    out = dict(server)
+    for key in ("server_greedy_finals", "server_finals"):
+        if key in out:
+            out[key] -= sum(r.get(key, 0) for r in rows)
+    return out
+
+
 def final_texts(engine, decode, vad_path: Path, speech: dict[str, np.ndarray], names: list[str],  # type: ignore[no-untyped-def]
                 config: BatchStreamConfig, max_batch: int, words=None, greedy: bool = False) -> dict[str, str]:
     """Each recording's final captions, as fast as the engine goes (no clock, no partials): the finals of a
@@ -511,7 +521,8 @@ def main() -> int:
                    "partials_ms_mean": float(busy[:, 7].mean() * 1000) if len(busy) else 0.0,
                    "finals_per_tick": float(busy[:, 8].mean()) if len(busy) else 0.0,
                    "greedy_finals": int(ticks[:, 6].sum()),
-                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions), **res.get("server", {})}
+                   "finals": sum(c.is_final for s in res["sessions"] for _, c in s.captions),
+                   **_this_run(res.get("server", {}), rows)}
             keeps_up = row["lateness_end_s"] < 1.0
             row["real_time"] = bool(row["partial_p99_s"] < 1.0 and keeps_up)
             row["real_time_partials"] = bool(row["partial_only_p99_s"] < 1.0 and keeps_up)
