@@ -202,8 +202,8 @@ class ServerMetrics:
         self.batch_finals.set(stats.finals - stats.greedy_finals, model, "beam")
         self.batch_finals.set(stats.greedy_finals, model, "greedy")
         for gauge, values in ((self.batch_round_seconds, stats.round_s), (self.batch_lateness, stats.lateness_s)):
+            ordered = sorted(values)
             for q in (0.5, 0.99):
-                ordered = sorted(values)
                 gauge.set(ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0, model, str(q))
 
     def render(self) -> str:
