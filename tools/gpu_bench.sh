@@ -22,7 +22,7 @@ for step in "$@"; do
     wer) $P --wer-only --out "$OUT/gpu_wer.json" ;;  # 159 sessions at once, one per recording
     wer-in-run) $P --streams 400 --duration-s 60 --session-per-recording --wer --out "$OUT/gpu_wer_in_run.json" ;;  # load's WER
     wer-in-streams) $P --streams 400 --duration-s 60 --wer --out "$OUT/gpu_wer_in_streams.json" ;;  # recordings back to back
-    server) $P --server --server-processes 8 --client-procs 8 --streams 400 --duration-s 20 --out "$OUT/gpu_server.json" ;;
+    server) $P --server --server-processes 8 --client-procs 8 --streams 300 400 --duration-s 20 --out "$OUT/gpu_server.json" ;;
     *) echo "unknown step $step (check steps sched sched-vad profile wer wer-in-run wer-in-streams server)" ;;
   esac
 done
