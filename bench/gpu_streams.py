@@ -258,21 +258,22 @@ def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: flo
 
 def _server_batches(port: int, tries: int = 200) -> dict:
     """The server processes' batch metrics (finals beam / greedy, round p50) once the run is over: each
-    request reaches one process, so ask until the answers stop bringing new ones."""
-    seen: dict[tuple[str, ...], dict[str, float]] = {}
+    request reaches one process, so ask until the answers stop bringing new ones (a process's are fixed
+    once its sessions are gone)."""
+    processes: set[tuple[str, ...]] = set()
     for _ in range(tries):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-            lines = tuple(x for x in r.read().decode().splitlines() if x.startswith("rtaudio_batch_"))
-        seen[lines] = {x.rsplit(" ", 1)[0]: float(x.rsplit(" ", 1)[1]) for x in lines}
-    pick = [{k.split("{")[0] + ("_greedy" if 'greedy"' in k else "_beam" if 'beam"' in k else "_p50" if '"0.5"' in k
-                               else "_p99" if '"0.99"' in k else ""): v for k, v in m.items()} for m in seen.values()]
-    return {"server_processes_seen": len(pick),
-            "server_greedy_finals": int(sum(m.get("rtaudio_batch_finals_greedy", 0) for m in pick)),
-            "server_finals": int(sum(m.get("rtaudio_batch_finals_greedy", 0) + m.get("rtaudio_batch_finals_beam", 0)
-                                     for m in pick)),
-            "server_round_p50_ms": 1000 * float(np.median([m.get("rtaudio_batch_round_seconds_p50", 0) for m in pick]))
-            if pick else float("nan")}
+            processes.add(tuple(x for x in r.read().decode().splitlines() if x.startswith("rtaudio_batch_")))
 
+    def values(lines: tuple[str, ...], name: str, label: str) -> list[float]:
+        return [float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith(name + "{") and label in x]
+
+    greedy = sum(sum(values(p, "rtaudio_batch_finals", 'decode="greedy"')) for p in processes)
+    beam = sum(sum(values(p, "rtaudio_batch_finals", 'decode="beam"')) for p in processes)
+    rounds = [v for p in processes for v in values(p, "rtaudio_batch_round_seconds", 'quantile="0.5"')]
+    return {"server_processes_seen": len(processes), "server_greedy_finals": int(greedy),
+            "server_finals": int(greedy + beam),
+            "server_round_p50_ms": 1000 * float(np.median(rounds)) if rounds else float("nan")}
 
 
 def _this_run(server: dict, rows: list[dict]) -> dict:  # type: ignore[type-arg]
