@@ -541,3 +541,32 @@ def test_words_for_a_segment_cleared_while_it_was_decoded_are_dropped() -> None:
     assert stream.apply(final, "hello there") == []
     assert stream.apply(partial_after_clear, "general kenobi") == []
     assert stream.idle and stream.segment_id == 0
+
+
+def test_a_final_in_a_batch_is_not_asked_for_again_until_its_words_come_back() -> None:
+    """A server's front-end plans its next round while the last round's finals are still decoded in the
+    engine process: a final taken into a batch is not requested twice, and the stream asks for nothing else
+    meanwhile (its next partials follow its final). A final that must be decoded again (nothing heard with
+    its context) is asked for again, and a clear lets the next segment's final go out at once."""
+    stream, second = _second_final()
+    stream.taken(second)
+    assert stream.request() is None, "in flight"
+    assert stream.apply(second, "Hello there.", _timed((" Hello", 0.0, 0.5), (" there.", 0.5, 1.2))) == []
+    again = stream.request()
+    assert again is not None and again.final and again.audio_start == again.start_sample, "decoded again, alone"
+    stream.taken(again)
+    assert stream.request() is None
+    (cap,) = stream.apply(again, "general Kenobi.", _timed((" general", 0.1, 0.6), (" Kenobi.", 0.6, 1.2)))
+    assert cap.text == "general Kenobi." and stream.idle and stream.request() is None
+
+    cleared = _segmented(np.concatenate([PAUSE, SPEECH, PAUSE]))
+    first = cleared.request()
+    assert first is not None and first.final
+    cleared.taken(first)
+    cleared.drop_segment()
+    cleared.accept(np.zeros(512 * 60, np.float32))
+    cleared.accept_vad(np.concatenate([SPEECH, PAUSE, PAUSE]))
+    nxt = cleared.request()
+    assert nxt is not None and nxt.final and nxt.start_sample > first.end_sample, "the next segment's final"
+    assert cleared.apply(first, "stale words") == [], "the cleared final's words change nothing"
+    assert cleared.request() == nxt

@@ -12,8 +12,10 @@ search, as on the CPU path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +30,7 @@ from torch import Tensor
 N_FFT, HOP = 400, 160
 SAMPLE_RATE = 16000
 TIME_STEP_S = 0.02  # one timestamp token = one encoder position
+_CAPTURE = threading.Lock()  # one CUDA graph capture at a time in a process
 
 
 def save_compact(model: Whisper, folder: Path, part_bytes: int = 40 << 20) -> dict:
@@ -89,7 +92,10 @@ class BatchedWhisper:
         """Beam width for rows marked final (1: greedy like partials)."""
         self.beam_bucket = beam_bucket
         """Static beam batches are rounded up to a multiple of this many windows."""
-        self._static: dict[tuple[int, int, int, int, int], StaticDecoder] = {}
+        self._static: dict[tuple[int, int, int, int, int, bool], StaticDecoder] = {}
+        self._warm_rows: dict[bool, int] = {}
+        """Most rows a fixed-shape batch was warmed up for, for greedy rows and for finals' rows (see
+        `warm_up`): a larger batch is split, so that no CUDA graph is captured mid-stream."""
         self.static_shapes = static_shapes
         """Decode at fixed shapes (CUDA graphs on a GPU): `transcribe` then calls `transcribe_static`."""
         self.batch_bucket = batch_bucket
@@ -209,8 +215,10 @@ class BatchedWhisper:
         return out
 
     def _decoder(self, batch: int, n_audio_ctx: int, budget: int, prefix: int, graph: bool,
-                 beam: int = 1) -> StaticDecoder:
-        """The fixed-shape decoder for `batch` windows; with `graph` one is kept per shape (its CUDA graph)."""
+                 beam: int = 1, final: bool = False) -> StaticDecoder:
+        """The fixed-shape decoder for `batch` windows; with `graph` one is kept per shape (its CUDA graph)
+        and kind: finals' decoders are apart from partials' even where shapes match, since the engine host
+        decodes the two kinds at once on two threads (a decoder's buffers serve one batch at a time)."""
         def make() -> StaticDecoder:
             if beam > 1:
                 return BeamDecoder(self, batch, beam, n_audio_ctx, budget, prefix, graph=graph)
@@ -218,27 +226,39 @@ class BatchedWhisper:
 
         if not graph:
             return make()
-        key = (batch, n_audio_ctx, budget, prefix, beam)
+        key = (batch, n_audio_ctx, budget, prefix, beam, final)
         if key not in self._static:
             self._static[key] = make()
         return self._static[key]
 
     def warm_up(self, max_rows: int = 256, max_finals: int = 64) -> int:
         """Capture the CUDA graphs of every fixed shape a live round may need (partial batches up to
-        `max_rows`, finals up to `max_finals`, with and without a prompt), so that none is captured mid-stream
-        (each capture stalls its round); returns how many shapes were run. Nothing to do without fixed shapes."""
+        `max_rows`, finals up to `max_finals`, beam-searched or greedy, with and without a prompt), so that
+        none is captured mid-stream (each capture stalls its round); larger batches are then decoded in
+        parts of at most those sizes. Returns how many shapes were run; nothing to do without fixed shapes."""
         if not self.static_shapes:
             return 0
         runs = 0
-        for shapes, bucket, most, beam in ((self.static_windows_s, self.batch_bucket, max_rows, 1),
-                                           (self.final_windows_s, self.beam_bucket, max_finals, self.final_beam)):
+        for shapes, bucket, most, beam, timed in (
+                (self.static_windows_s, self.batch_bucket, max_rows, 1, False),
+                (self.final_windows_s, self.beam_bucket, max_finals, self.final_beam, True),
+                (self.final_windows_s, self.beam_bucket, max_finals, 1, True)):  # finals of a late batch
             for window_s in shapes:
                 for rows in range(bucket, most + 1, bucket):
                     for prompt in ("", "Hello."):
                         self.transcribe_static([np.zeros(SAMPLE_RATE, np.float32)] * rows, window_s=window_s,
-                                               prompts=[prompt] * rows, beam=beam)
+                                               prompts=[prompt] * rows, beam=beam, timed=timed)
                         runs += 1
+        self._warm_rows = {False: max_rows, True: max_finals}
         return runs
+
+    def lane(self) -> contextlib.AbstractContextManager[Any]:
+        """Entered by a thread that decodes while another one does (the engine host's partial and final
+        lanes, `rtaudio.stt.engine_host`): its work goes to a CUDA stream of its own, so the two lanes'
+        kernels overlap on the GPU instead of queueing behind each other. Nothing to do without CUDA."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.cuda.stream(torch.cuda.Stream(self.device))
 
     def _prefix_cap(self, prefixes: list[list[int]]) -> int:
         """Prefix room of a decoder: the start sequence alone, or room for the longest prompt (two shapes)."""
@@ -253,14 +273,21 @@ class BatchedWhisper:
         decoding replays a CUDA graph; windows longer than `window_s` keep their latest part."""
         if not windows:
             return []
+        final_shape = beam > 1 or timed  # finals' batches: rounded to `beam_bucket`, warmed up apart
+        most = self._warm_rows.get(final_shape)
+        if most is not None and len(windows) > most:  # beyond the warmed-up shapes: in parts that have graphs
+            return [row for i in range(0, len(windows), most) for row in self.transcribe_static(
+                windows[i:i + most], max_tokens_per_s, window_s, None if prompts is None else prompts[i:i + most],
+                beam, timed)]
         b = len(windows)
-        bucket = self.batch_bucket if beam == 1 else self.beam_bucket
+        bucket = self.beam_bucket if final_shape else self.batch_bucket
         size = -(-b // bucket) * bucket
         n = int(window_s * SAMPLE_RATE)
         budget = int(8 + max_tokens_per_s * (window_s - self.tail_pad / SAMPLE_RATE))
         padded = list(windows) + [np.zeros(0, np.float32)] * (size - b)
         prefixes = self.prefixes(None if prompts is None else [*prompts, *[""] * (size - b)], size)
-        decoder = self._decoder(size, n // (2 * HOP), budget, self._prefix_cap(prefixes), graph=True, beam=beam)
+        decoder = self._decoder(size, n // (2 * HOP), budget, self._prefix_cap(prefixes), graph=True, beam=beam,
+                                final=final_shape)
         audio, valid = self._pad(padded, n)
         encoded, mask = self._encode(self.log_mel(audio).to(self.dtype), valid)
         row_budget = self._row_budget(padded, max_tokens_per_s)
@@ -284,15 +311,18 @@ class BatchedWhisper:
 
     @torch.inference_mode()
     def transcribe(self, windows: list[np.ndarray], max_tokens_per_s: float = 6.0,
-                   prompts: list[str] | None = None, finals: list[bool] | None = None) -> list[list[int]]:
+                   prompts: list[str] | None = None, finals: list[bool] | None = None,
+                   beam: int | None = None) -> list[list[int]]:
         """Token ids (without start sequence and end-of-text) for each window; `prompts`, one per window
         ("" for none), is the text said before it; windows marked in `finals` are decoded with beam search
-        (`final_beam`) and come back timed (see `timed`), the others greedily."""
+        of width `beam` (None: `final_beam`; 1: greedily, as a cheaper final that still hears its context)
+        and come back timed (see `timed`), the others greedily."""
         if not windows:
             return []
+        width = self.final_beam if beam is None else beam
         keys = [bool(finals is not None and finals[i]) for i in range(len(windows))]
         return _per_group(keys, windows, prompts, lambda final, ws, ps: self._transcribe_rows(
-            ws, max_tokens_per_s, ps, self.final_beam if final else 1, timed=bool(final)))
+            ws, max_tokens_per_s, ps, width if final else 1, timed=bool(final)))
 
     def within_audio(self, tokens: list[int], content_s: float) -> list[int]:
         """`tokens` up to the first timestamp at or past the end of the window's audio (less 0.1 s): what
@@ -543,7 +573,8 @@ class StaticDecoder:
                 self._step()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread-local: another lane of the engine host may be decoding on its own stream meanwhile
+        with _CAPTURE, torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self._step()
 
     def run(self, cross: list[tuple[Tensor, Tensor]], mask: Tensor, row_budget: Tensor,

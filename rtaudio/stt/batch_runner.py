@@ -216,6 +216,8 @@ class BatchRunner:
         t1 = self.clock.now_ns()
         requests: list[WindowRequest] = [r for s in streams if (r := s.request()) is not None]
         chosen = self.scheduler.pick(requests, now_s)
+        for r in chosen:
+            self.streams[r.stream_id].taken(r)
         worst = max((now_s - r.due_s for r in requests), default=0.0)
         greedy = sum(r.final and not r.beam for r in chosen)
         return chosen, TickReport(len(chosen), len(requests) - len(chosen), worst,

@@ -35,7 +35,7 @@ from rtaudio.stt.batch_stream import (
     BatchStreamConfig,
     WindowRequest,
 )
-from rtaudio.stt.engine_host import EngineAddress, RemoteEngine
+from rtaudio.stt.engine_host import EngineAddress, RemoteEngine, RemoteRound
 from rtaudio.stt.tokenizer import WhisperTokenizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 
@@ -85,6 +85,7 @@ class BatchService:
         self._outputs: dict[int, list[Caption]] = {}
         self._closed: collections.deque[int] = collections.deque()
         self._stop = threading.Event()
+        self._flight: list[_Flight] = []  # rounds in the engine process (a RemoteEngine's), oldest first
         self._thread = threading.Thread(target=self._run, name="rtaudio-batch", daemon=True)
         self._thread.start()
 
@@ -144,47 +145,64 @@ class BatchService:
                 self._stop.wait(self.idle_sleep_s)
 
     def round(self) -> bool:
-        """One round (VAD, then one batch); False if there was nothing to decode."""
+        """One round (VAD, then one batch); False if there was nothing to do."""
         started = self.clock.now_ns()
+        engine = self.runner.engine
+        remote = isinstance(engine, RemoteEngine)
         with self._lock:
             self._forget_closed()
             chosen, report = self.runner.plan(self.now_s())
-            # A round's partials are decoded before its finals, and their captions go out first: an engine
-            # of this process gets two calls; an engine process gets the round whole (it merges the rounds of
-            # all waiting front-ends into one batch: two calls a round would halve those batches) and sends
-            # the greedy rows back first.
-            groups = [chosen] if isinstance(self.runner.engine, RemoteEngine) else phases(chosen)
-            inputs = [(phase, self.runner.inputs(phase)) for phase in groups if phase]
+            # an engine process gets the round whole (it splits it into its lanes), this process's engine
+            # the partials first: their captions go out before the finals' beam search
+            inputs = [(phase, self.runner.inputs(phase)) for phase in ([chosen] if remote else phases(chosen)) if phase]
             self._changed.notify_all()  # VAD events, and finals closed by the VAD
-        if not chosen:
-            return False
-        engine = self.runner.engine
-        for phase, (windows, prompts, finals) in inputs:  # partials first: their captions go out at once
-            if isinstance(engine, RemoteEngine):
-                self._decode_remote(engine, phase, windows, prompts, finals)
-            else:
+        if isinstance(engine, RemoteEngine):
+            worked = self._remote_round(engine, inputs[0] if inputs else None)
+        else:
+            for phase, (windows, prompts, finals) in inputs:  # partials first: their captions go out at once
                 self._publish(phase, engine.transcribe(windows, prompts=prompts, finals=finals))
-        with self._lock:
-            self._stats.record(report, (self.clock.now_ns() - started) / 1e9)
-        return True
+            worked = bool(chosen)
+        if chosen:
+            with self._lock:
+                self._stats.record(report, (self.clock.now_ns() - started) / 1e9)
+        return worked
 
     def stats(self) -> RoundStats:
         """A copy of the rounds' statistics so far (safe from any thread)."""
         with self._lock:
             return self._stats.copy()
 
-    def _decode_remote(self, engine: RemoteEngine, requests: list[WindowRequest], windows: list[np.ndarray],
-                       prompts: list[str] | None, finals: list[bool]) -> None:
-        """A whole round through the engine process: its greedy rows' captions go out as soon as they come."""
-        early: set[int] = set()
-
-        def greedy_rows(rows: list[int], tokens: list[list[int]]) -> None:
-            early.update(rows)
-            self._publish([requests[i] for i in rows], tokens)
-
-        tokens = engine.transcribe(windows, prompts=prompts, finals=finals, on_greedy=greedy_rows)
-        rest = [i for i in range(len(requests)) if i not in early]
-        self._publish([requests[i] for i in rest], [tokens[i] for i in rest])
+    def _remote_round(self, engine: RemoteEngine,
+                      sent: tuple[list[WindowRequest], tuple[list[np.ndarray], list[str] | None, list[bool]]] | None,
+                      ) -> bool:
+        """A round through the engine process: sent whole (the host merges the rounds of all front-ends), its
+        partials' captions out as soon as they are back, then on to the next round while its finals are still
+        decoded in the host's final lane (their streams ask for nothing meanwhile, see `BatchStream.taken`);
+        finals are published as they come back."""
+        if sent is not None:
+            requests, (windows, prompts, finals) = sent
+            rnd = engine.submit(windows, prompts, finals)
+            self._flight.append(_Flight(requests, rnd))
+            engine.wait(rnd, greedy_only=True)
+        elif not self._flight:
+            return False
+        elif not engine.poll(self.idle_sleep_s):
+            return True  # (waiting for the finals was this round's pause)
+        for f in list(self._flight):
+            if f.rnd.error is not None:
+                raise BackendError(f"the engine process failed this batch: {f.rnd.error}")
+            if not f.greedy_published and f.rnd.greedy_back:
+                self._publish([f.requests[i] for i in f.rnd.greedy_rows], f.rnd.greedy_tokens())
+                f.greedy_published = True
+            if f.rnd.done:
+                assert f.rnd.tokens is not None
+                rows = [i for i, flag in enumerate(f.rnd.finals) if flag]
+                self._publish([f.requests[i] for i in rows], [f.rnd.tokens[i] for i in rows])
+                self._flight.remove(f)
+                if f.rnd.finals_greedy:
+                    with self._lock:
+                        self._stats.greedy_finals += len(rows)
+        return True
 
     def _publish(self, requests: list[WindowRequest], tokens: list[list[int]]) -> None:
         """Hand the streams their decoded words; their captions go to the sessions' queues."""
@@ -194,6 +212,15 @@ class BatchService:
             for stream_id, caption in self.runner.apply(requests, tokens):
                 self._outputs[stream_id].append(caption)
             self._changed.notify_all()
+
+
+@dataclass
+class _Flight:
+    """A round sent to the engine process and not yet wholly published."""
+
+    requests: list[WindowRequest]
+    rnd: RemoteRound
+    greedy_published: bool = False
 
 
 class BatchSession:
@@ -295,13 +322,13 @@ def load_engine_for(model: str, device: str = "auto", pack: Path | None = None) 
 
 
 def _service(engine: BatchEngine, model: str, pack: Path | None, config: BatchStreamConfig | None,
-             clock: Clock | None) -> BatchService:
+             clock: Clock | None, scheduler: BatchScheduler | None = None) -> BatchService:
     """A service on `engine` with the model's tokenizer and its own batched VAD."""
     folder, vad_path = model_paths(model, pack)
     info = json.loads((folder / "whisper.json").read_text())
     tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json", info["dims"]["n_vocab"])
     vad = BatchedVad(vad_path, threads=min(8, os.cpu_count() or 1), chunk=48)
-    return BatchService(engine, tokenizer.decode, vad, config, clock=clock,
+    return BatchService(engine, tokenizer.decode, vad, config, scheduler, clock=clock,
                         words=functools.partial(timed_row_words, tokenizer))
 
 
@@ -315,7 +342,9 @@ def remote_service(model: str, address: EngineAddress, config: BatchStreamConfig
                    clock: Clock | None = None, pack: Path | None = None) -> BatchService:
     """The batched backend for a model whose engine runs in an `EngineHost` process (`serve --processes N`):
     sessions, VAD and scheduling here, the GPU batch there. No PyTorch in this process."""
-    return _service(RemoteEngine(address, model), model, pack, config, clock)
+    # no greedy finals chosen here: the host's final lane keeps partials from waiting for beam searches, and
+    # gives finals that wait too long there a greedy decode that still hears their context
+    return _service(RemoteEngine(address, model), model, pack, config, clock, BatchScheduler(greedy_late_s=None))
 
 
 def cuda_available() -> bool:

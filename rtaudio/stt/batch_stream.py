@@ -136,6 +136,7 @@ class BatchStream:
         self._last_decoded_end = 0
         self._cadence_from = 0  # the next partial is due a partial interval after this (or the last decode)
         self._pending_finals: list[PendingFinal] = []
+        self._decoding: tuple[int, int] | None = None  # (start, end) of the final in a batch, see `taken`
         self._close_due = False  # close the open segment once the VAD has scored all audio written
         self._dropped_until = 0  # audio before this sample was cleared: no segment covers it
         self._min_final = int(self.config.vad.min_speech_ms * SAMPLE_RATE_HZ / 1000)
@@ -259,6 +260,7 @@ class BatchStream:
             self._seg_start = self._last_decoded_end = self.written
         self._close_due = False
         self._pending_finals.clear()
+        self._decoding = None  # its words, if they come, are for no segment any more
         self._no_context.clear()
         self._continued.clear()
         self.agreement.reset()
@@ -294,9 +296,19 @@ class BatchStream:
             self._n -= cut
             self._audio_start += cut
 
+    def taken(self, req: WindowRequest) -> None:
+        """`req` went into a batch. A final is then not requested again until its words come back (`apply`):
+        a server's front-end plans its next round while the finals of the last are still being decoded
+        (`rtaudio.stt.engine_host`). Meanwhile the stream asks for nothing: its next segment's partials
+        follow its final, as always."""
+        if req.final:
+            self._decoding = (req.start_sample, req.end_sample)
+
     def request(self) -> WindowRequest | None:
         """The decode this stream needs next, if any (finals first)."""
         if self._pending_finals:
+            if self._pending_finals[0][:2] == self._decoding:
+                return None  # being decoded
             # Due when the stream knew of it: the VAD declares an end only after its silence, and a cut of a
             # long segment lies up to split_search_s back. Due at its end, a final looked that late at once,
             # and the scheduler took every stream's beam for it (H100, 400 streams at 300-400 ms endpointing:
@@ -373,6 +385,8 @@ class BatchStream:
 
     def _apply_final(self, req: WindowRequest, text: str, timed: TimedWords | None) -> list[Caption]:
         segment = (req.start_sample, req.end_sample)
+        if self._decoding == segment:
+            self._decoding = None
         if not self._pending_finals or self._pending_finals[0][:2] != segment:
             return []  # dropped (a client's clear) while it was being decoded
         begin = req.audio_start

@@ -5,20 +5,23 @@ One Python process parses about 50 live websocket sessions in real time (BENCHMA
 GPU and each batches only its own sessions. Here each server process keeps its sessions, their VAD and
 scheduling (`BatchService`), but its engine is a `RemoteEngine`: a round's windows go, as int16 written once
 into shared memory, to the `EngineHost` process, which decodes the rounds of every front-end that is waiting
-as one batch and sends back token ids. The host never sees a socket of a client: a front-end that dies
+as one batch and sends back token ids: partials and finals in two lanes that run side by side, so partials
+never wait for a beam search. The host never sees a socket of a client: a front-end that dies
 loses only its own sessions, and a failed batch is an error for the rounds in it, not the end of the host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener, wait
 from multiprocessing.shared_memory import SharedMemory
@@ -48,11 +51,47 @@ class EngineAddress:
         return cls(os.path.join(folder or os.environ.get("XDG_RUNTIME_DIR") or "/tmp", name), secrets.token_bytes(16))
 
 
+class RemoteRound:
+    """A round sent to the engine host. Its greedy rows (partials) are decoded in the host's partial lane and
+    come back first; its final rows follow from the final lane, possibly after later rounds' partials."""
+
+    def __init__(self, seq: int, finals: list[bool]) -> None:
+        self.seq = seq
+        self.finals = finals
+        self.greedy_rows = [i for i, f in enumerate(finals) if not f]
+        self.greedy: list[list[int]] | None = None
+        """The greedy rows' tokens, in `greedy_rows` order, once they are back."""
+        self.tokens: list[list[int]] | None = None
+        """Every row's tokens, once the whole round is back."""
+        self.finals_greedy = False
+        """The host decoded the final rows greedily (still timed, with their context): they waited too long."""
+        self.error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.tokens is not None or self.error is not None
+
+    @property
+    def greedy_back(self) -> bool:
+        return self.greedy is not None or self.done
+
+    def greedy_tokens(self) -> list[list[int]]:
+        """The greedy rows' tokens (`greedy_back` must be true)."""
+        if self.greedy is not None:
+            return self.greedy
+        assert self.tokens is not None, self.error
+        return [self.tokens[i] for i in self.greedy_rows]
+
+
 class RemoteEngine:
-    """A front-end's `BatchEngine`: `transcribe` sends one round's windows to the host and waits for the tokens.
+    """A front-end's `BatchEngine`: `submit` sends one round's windows to the host, whose replies `wait` and
+    `poll` read; `transcribe` does all three for one round.
 
     Windows travel as int16 (exact for PCM clients' audio, -96 dB for float ones) in one shared-memory block
-    this front-end owns and grows; the pipe carries only names, lengths, prompts and flags."""
+    this front-end owns and grows; the pipe carries only names, lengths, prompts and flags. The host copies a
+    round's audio out as it takes the round, and says so with its first reply: a round is written into the
+    block only once every earlier one has had that reply. Rounds are numbered, since the host's two lanes
+    answer them out of order."""
 
     def __init__(self, address: EngineAddress, model: str, capacity_samples: int = 64 * 15 * 16000) -> None:
         try:
@@ -62,17 +101,17 @@ class RemoteEngine:
         self.model = model
         self._lock = threading.Lock()
         self._shm = SharedMemory(create=True, size=2 * capacity_samples)
+        self._seq = 0
+        self._flight: dict[int, RemoteRound] = {}
 
-    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
-                   finals: list[bool] | None = None,
-                   on_greedy: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[int]]:
-        """Token ids per window, as the host's engine decodes them. A round with rows of both kinds gets its
-        greedy rows (those not marked in `finals`) back first, while the host beam-searches the others:
-        `on_greedy(rows, tokens)` is then called with their indices and tokens before this returns."""
-        if not windows:
-            return []
+    def submit(self, windows: list[np.ndarray], prompts: list[str] | None = None,
+               finals: list[bool] | None = None) -> RemoteRound:
+        """Send a round (rows marked in `finals` are beam-searched and timed); returns at once."""
+        flags = list(finals) if finals is not None else [False] * len(windows)
         lengths = [len(w) for w in windows]
         with self._lock:
+            while any(not r.greedy_back for r in self._flight.values()):
+                self._read()  # the host has not taken that round's audio out of the block yet
             total = sum(lengths)
             if 2 * total > self._shm.size:
                 self._shm.close()
@@ -84,18 +123,70 @@ class RemoteEngine:
                 flat[start:start + n] = np.clip(np.rint(np.asarray(w, dtype=np.float32) * INT16_SCALE), -32768, 32767)
                 start += n
             del flat  # no view may outlive a close() of the block
+            self._seq += 1
+            rnd = RemoteRound(self._seq, flags)
             try:
-                self._conn.send(("transcribe", self.model, self._shm.name, lengths, prompts, finals))
-                status, payload = self._conn.recv()
-                if status == "greedy":  # the rest follows once the host's beam search is done
-                    if on_greedy is not None:
-                        on_greedy([i for i, f in enumerate(finals or []) if not f], list(payload))
-                    status, payload = self._conn.recv()
+                self._conn.send(("transcribe", rnd.seq, self.model, self._shm.name, lengths, prompts, flags))
             except (OSError, EOFError) as e:
                 raise BackendError(f"the engine process is gone: {e}") from e
-        if status != "ok":
-            raise BackendError(f"the engine process failed this batch: {payload}")
-        return list(payload)
+            self._flight[rnd.seq] = rnd
+        return rnd
+
+    def wait(self, rnd: RemoteRound, greedy_only: bool = False) -> None:
+        """Until the round is back (with `greedy_only`, its greedy rows); raises if the host failed it."""
+        with self._lock:
+            while not (rnd.greedy_back if greedy_only else rnd.done):
+                self._read()
+        if rnd.error is not None:
+            raise BackendError(f"the engine process failed this batch: {rnd.error}")
+
+    def poll(self, timeout_s: float = 0.0) -> bool:
+        """Read the replies that come within `timeout_s`; whether there were any."""
+        read = False
+        with self._lock:
+            while self._flight and self._conn.poll(0.0 if read else timeout_s):
+                self._read()
+                read = True
+        return read
+
+    @property
+    def in_flight(self) -> int:
+        """Rounds sent and not yet wholly back."""
+        return len(self._flight)
+
+    def _read(self) -> None:
+        try:
+            seq, status, payload, *more = self._conn.recv()
+        except (OSError, EOFError) as e:
+            raise BackendError(f"the engine process is gone: {e}") from e
+        rnd = self._flight.get(seq)
+        if rnd is None:
+            return
+        if status == "greedy":
+            rnd.greedy = list(payload)
+            return
+        del self._flight[seq]
+        if status == "ok":
+            rnd.tokens = list(payload)
+            rnd.finals_greedy = bool(more and more[0])
+        else:
+            rnd.error = str(payload)
+
+    def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
+                   finals: list[bool] | None = None,
+                   on_greedy: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[int]]:
+        """Token ids per window, as the host's engine decodes them. A round with rows of both kinds gets its
+        greedy rows (those not marked in `finals`) back first, while the host beam-searches the others:
+        `on_greedy(rows, tokens)` is then called with their indices and tokens before this returns."""
+        if not windows:
+            return []
+        rnd = self.submit(windows, prompts, finals)
+        if on_greedy is not None and rnd.greedy_rows and len(rnd.greedy_rows) < len(windows):
+            self.wait(rnd, greedy_only=True)
+            on_greedy(rnd.greedy_rows, rnd.greedy_tokens())
+        self.wait(rnd)
+        assert rnd.tokens is not None
+        return rnd.tokens
 
     def close(self) -> None:
         with self._lock:
@@ -107,27 +198,82 @@ class RemoteEngine:
 @dataclass
 class _Round:
     conn: Connection
+    seq: int
     model: str
     windows: list[np.ndarray]
     prompts: list[str] | None
-    finals: list[bool] | None
+    finals: list[bool]
+    received_s: float
+    tokens: list[list[int]] = field(default_factory=list)
+    greedy_sent: threading.Event = field(default_factory=threading.Event)
+    """Set once the partial lane has answered (or had nothing to do): a round's final reply comes after it."""
+    failed: bool = False
+
+    def rows(self, final: bool) -> list[int]:
+        return [i for i, f in enumerate(self.finals) if f == final]
+
+
+class _Lane:
+    """Rounds waiting for one kind of decode: `take` hands a lane thread all of them at once."""
+
+    def __init__(self) -> None:
+        self._rounds: list[_Round] = []
+        self._ready = threading.Condition()
+
+    def put(self, rounds: list[_Round]) -> None:
+        if rounds:
+            with self._ready:
+                self._rounds += rounds
+                self._ready.notify()
+
+    def take(self, timeout_s: float) -> list[_Round]:
+        with self._ready:
+            self._ready.wait_for(lambda: bool(self._rounds), timeout_s)
+            out, self._rounds = self._rounds, []
+        return out
+
+
+@dataclass
+class LaneStats:
+    """What the host's lanes did (see `EngineHost`)."""
+
+    partial_passes: int = 0
+    final_passes: int = 0
+    rounds: int = 0
+    finals_beam: int = 0
+    finals_greedy: int = 0
+    """Final rows decoded greedily (still timed, with their context) because they waited too long."""
 
 
 class EngineHost:
-    """Serves `RemoteEngine`s: each pass takes the rounds of all front-ends waiting and decodes them together."""
+    """Serves `RemoteEngine`s with two lanes, each a thread with its own CUDA stream: the partial lane
+    decodes the greedy rows of every round waiting as one batch, the final lane their beam rows likewise.
 
-    def __init__(self, engines: dict[str, Any], address: EngineAddress) -> None:
+    With one lane doing both, a round's partials waited for the beam search of every final before them
+    (on the H100, 400 sessions through 8 server processes: p99 of words first in a partial 1.09-1.22 s).
+    Apart, a front-end gets its partials back within one partial pass and plans its next round while its
+    finals are still searched (`BatchService`); the GPU runs both lanes' kernels side by side, as neither
+    fills it (a decoder step costs about the same for 32 rows as for 128). Finals that wait more than
+    `final_late_s` in the final lane are decoded greedily (timed, with their context) so that lane cannot
+    fall behind for good."""
+
+    def __init__(self, engines: dict[str, Any], address: EngineAddress, final_late_s: float | None = 0.5) -> None:
         self.engines = engines
-        """model name -> an engine with `transcribe(windows, prompts=, finals=)` (e.g. BatchedWhisper)."""
+        """model name -> an engine with `transcribe(windows, prompts=, finals=, beam=)` (e.g. BatchedWhisper)."""
         self.address = address
+        self.final_late_s = final_late_s
+        self.stats = LaneStats()
         self._listener = Listener(address.address, authkey=address.authkey)
         self._conns: list[Connection] = []
         self._blocks: dict[Connection, SharedMemory] = {}
+        self._send_locks: dict[Connection, threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.passes = 0
-        self.rounds = 0
+        self._lanes = {False: _Lane(), True: _Lane()}
         threading.Thread(target=self._accept, name="rtaudio-engine-accept", daemon=True).start()
+        for final in (False, True):
+            threading.Thread(target=self._lane_loop, args=(final,), daemon=True,
+                             name=f"rtaudio-engine-{'final' if final else 'partial'}-lane").start()
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -140,6 +286,7 @@ class EngineHost:
                 continue
             with self._lock:
                 self._conns.append(conn)
+                self._send_locks[conn] = threading.Lock()
 
     def serve_forever(self) -> None:
         while not self._stop.is_set():
@@ -150,17 +297,23 @@ class EngineHost:
         self._listener.close()
 
     def serve_once(self, timeout_s: float = 0.2) -> int:
-        """Decode the rounds of every front-end waiting now (at most `timeout_s` for the first); returns how many."""
+        """Take the rounds of every front-end waiting now (at most `timeout_s` for the first) into the lanes;
+        returns how many. Rounds taken together go into each lane together."""
         with self._lock:
             conns = list(self._conns)
         rounds = [r for conn in wait(conns, timeout_s) if (r := self._receive(conn)) is not None]  # type: ignore[arg-type]
-        for model in {r.model for r in rounds}:
-            self._decode([r for r in rounds if r.model == model], model)
+        self.stats.rounds += len(rounds)
+        for r in rounds:
+            if not r.rows(False):  # only finals: its first reply says the audio was taken (see RemoteEngine)
+                self._send(r.conn, (r.seq, "greedy", []))
+                r.greedy_sent.set()
+        self._lanes[False].put([r for r in rounds if r.rows(False)])
+        self._lanes[True].put([r for r in rounds if r.rows(True)])
         return len(rounds)
 
     def _receive(self, conn: Connection) -> _Round | None:
         try:
-            _, model, block, lengths, prompts, finals = conn.recv()
+            _, seq, model, block, lengths, prompts, finals = conn.recv()
             shm = self._attach(conn, block)
         except (OSError, EOFError, ValueError, TypeError) as e:  # the front-end left (or sent garbage): forget it
             self._drop(conn, e)
@@ -169,7 +322,8 @@ class EngineHost:
         bounds = np.cumsum([0, *lengths])
         windows = [flat[a:b].astype(np.float32) / INT16_SCALE for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         del flat
-        return _Round(conn, model, windows, prompts, finals)
+        flags = [bool(f) for f in finals] if finals is not None else [False] * len(windows)
+        return _Round(conn, seq, model, windows, prompts, flags, time.monotonic(), [[] for _ in windows])
 
     def _attach(self, conn: Connection, name: str) -> SharedMemory:
         shm = self._blocks.get(conn)
@@ -185,59 +339,81 @@ class EngineHost:
         with self._lock:
             if conn in self._conns:
                 self._conns.remove(conn)
+            self._send_locks.pop(conn, None)
         shm = self._blocks.pop(conn, None)
         if shm is not None:
             shm.close()
         conn.close()
 
-    def _decode(self, rounds: list[_Round], model: str) -> None:
-        """The greedy rows of all rounds as one batch, then their beam rows as another. A round's greedy
-        tokens go back as soon as they are decoded (all of it, if it has no beam rows), so its partial
-        captions need not wait for the beam search, as with an engine in the server process
-        (`batch_runner.phases`); the engine's work is the same, it decodes the two kinds apart anyway."""
-        flags = [r.finals or [False] * len(r.windows) for r in rounds]
-        tokens: list[list[list[int]]] = [[[] for _ in r.windows] for r in rounds]
-        answered: set[int] = set()
-        for beam in (False, True):
-            rows = [(k, i) for k, f in enumerate(flags) if k not in answered for i, b in enumerate(f) if b == beam]
-            error = self._run(model, rounds, rows, beam, tokens) if rows else None
-            for k, r in enumerate(rounds):
-                if k in answered or (beam and not any(flags[k])):
-                    continue
-                if error is not None and any(b == beam for b in flags[k]):
-                    reply: tuple[str, Any] = ("error", error)
-                elif beam or not any(flags[k]):
-                    reply = ("ok", tokens[k])
-                else:  # both kinds: the greedy rows now, if it has any
-                    if not all(flags[k]):
-                        self._send(r.conn, ("greedy", [t for t, b in zip(tokens[k], flags[k], strict=True) if not b]))
-                    continue
-                answered.add(k)
-                self._send(r.conn, reply)
-        self.passes += 1
-        self.rounds += len(rounds)
+    def _lane_loop(self, final: bool) -> None:
+        with contextlib.ExitStack() as stack:
+            for engine in self.engines.values():
+                lane = getattr(engine, "lane", None)  # e.g. a CUDA stream of this thread's own
+                if lane is not None:
+                    stack.enter_context(lane())
+            while not self._stop.is_set():
+                rounds = self._lanes[final].take(timeout_s=0.2)
+                for model in sorted({r.model for r in rounds}):
+                    self._decode([r for r in rounds if r.model == model], model, final)
 
-    def _run(self, model: str, rounds: list[_Round], rows: list[tuple[int, int]], beam: bool,
-             tokens: list[list[list[int]]]) -> str | None:
-        """Decode rows (round, window) of one kind into `tokens`; the error, if the batch failed."""
+    def _decode(self, rounds: list[_Round], model: str, final: bool) -> None:
+        """One pass of a lane: the rows of its kind of all `rounds` as one batch, then each round's reply."""
+        beam = None
+        if final:
+            waited = time.monotonic() - min(r.received_s for r in rounds)
+            beam = 1 if self.final_late_s is not None and waited > self.final_late_s else None
+        rows = [(r, i) for r in rounds for i in r.rows(final)]
+        error = self._run(model, rows, final, beam)
+        if final:
+            self.stats.final_passes += 1
+            if error is None:
+                self.stats.finals_greedy += len(rows) if beam == 1 else 0
+                self.stats.finals_beam += 0 if beam == 1 else len(rows)
+        else:
+            self.stats.partial_passes += 1
+        for r in rounds:
+            if not final:
+                try:
+                    if error is not None:
+                        r.failed = True
+                        self._send(r.conn, (r.seq, "error", error))
+                    elif r.rows(True):  # its finals follow from the final lane
+                        self._send(r.conn, (r.seq, "greedy", [r.tokens[i] for i in r.rows(False)]))
+                    else:
+                        self._send(r.conn, (r.seq, "ok", r.tokens, False))
+                finally:
+                    r.greedy_sent.set()
+                continue
+            r.greedy_sent.wait()
+            if not r.failed:
+                self._send(r.conn, (r.seq, "error", error) if error is not None else (r.seq, "ok", r.tokens, beam == 1))
+
+    def _run(self, model: str, rows: list[tuple[_Round, int]], final: bool, beam: int | None) -> str | None:
+        """Decode rows (round, window) of one kind into their rounds' tokens; the error, if the batch failed."""
         try:
             engine = self.engines.get(model)
             if engine is None:
                 raise BackendError(f"the engine process does not serve model {model!r} (it serves {sorted(self.engines)})")
             prompts = None
-            if any(rounds[k].prompts for k, _ in rows):
-                prompts = [(rounds[k].prompts or [""] * len(rounds[k].windows))[i] for k, i in rows]
-            out = engine.transcribe([rounds[k].windows[i] for k, i in rows], prompts=prompts, finals=[beam] * len(rows))
-            for (k, i), t in zip(rows, out, strict=True):
-                tokens[k][i] = t
+            if any(r.prompts for r, _ in rows):
+                prompts = [(r.prompts or [""] * len(r.windows))[i] for r, i in rows]
+            options = {"beam": beam} if beam is not None else {}
+            out = engine.transcribe([r.windows[i] for r, i in rows], prompts=prompts, finals=[final] * len(rows),
+                                    **options)
+            for (r, i), t in zip(rows, out, strict=True):
+                r.tokens[i] = t
             return None
         except Exception as e:  # noqa: BLE001 - an error for these rounds, not the end of the host
             log.error("engine host batch failed", exc_info=True)
             return f"{type(e).__name__}: {e}"
 
-    def _send(self, conn: Connection, reply: tuple[str, Any]) -> None:
+    def _send(self, conn: Connection, reply: tuple[Any, ...]) -> None:
+        lock = self._send_locks.get(conn)
+        if lock is None:  # dropped meanwhile
+            return
         try:
-            conn.send(reply)
+            with lock:  # both lanes answer the same front-end
+                conn.send(reply)
         except (OSError, EOFError) as e:
             self._drop(conn, e)
 
