@@ -210,28 +210,40 @@ def _serve(pack: Path, model: str, port: int, max_sessions: int, processes: int 
 
 
 def _clients(job: tuple) -> list[dict]:  # type: ignore[type-arg]
-    """One client process: its share of the sessions, each streaming at real-time pace over a websocket."""
-    url, pack, sids, n_names, duration_s, t0, config = job
+    """One client process: its share of the sessions, each streaming at real-time pace over a websocket (with
+    `per_recording` a session per recording, connected half a second before it starts)."""
+    url, pack, sids, n_names, duration_s, t0, config, per_recording = job
     speech = dict(np.load(pack / "speech.npz"))
     names = sorted(speech)[:n_names]
 
-    async def one(sid: int) -> dict:
-        audio, files = make_audio(names, speech, sid * 7, duration_s + 2)
-        await asyncio.sleep(max(0.0, t0 + (sid % 25) * 0.04 - time.monotonic()))
-        captions: list[tuple[float, dict]] = []
+    async def connection(audio: np.ndarray, at: float, offset: int, captions: list) -> None:  # type: ignore[type-arg]
         async with await StreamClient.connect(url, config) as client:
             async def collect() -> None:
                 async for ev in client:
                     if isinstance(ev, CaptionEvent):
-                        captions.append((time.monotonic(), ev.data))
+                        captions.append((time.monotonic(), ev.data, offset))
                     elif isinstance(ev, ServerEvent) and ev.type in ("audio.ended", "error"):
                         return
 
             collector = asyncio.create_task(collect())
-            start = time.monotonic()
-            await client.stream_audio(audio[: int(duration_s * SR)], chunk_ms=40, realtime=True)
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            await client.stream_audio(audio, chunk_ms=40, realtime=True)
             await client.end_audio()
             await asyncio.wait_for(collector, 60)
+
+    async def one(sid: int) -> dict:
+        audio, files = make_audio(names, speech, sid * 7, duration_s + 2)
+        start = t0 + (sid % 25) * 0.04
+        end = int(duration_s * SR)
+        captions: list[tuple[float, dict, int]] = []
+        bounds = [int(o * SR) for _, o in files][1:] + [len(audio)] if per_recording else [len(audio)]
+        parts = [(a, min(b, end)) for a, b in zip([0, *bounds[:-1]], bounds, strict=True) if a < end]
+
+        async def play(a: int, b: int) -> None:
+            await asyncio.sleep(max(0.0, start + a / SR - 0.5 - time.monotonic()))
+            await connection(audio[a:b], start + a / SR, a, captions)
+
+        await asyncio.gather(*(play(a, b) for a, b in parts))
         return {"sid": sid, "start": start, "files": files, "captions": captions}
 
     async def all_of_them() -> list[dict]:
@@ -241,18 +253,20 @@ def _clients(job: tuple) -> list[dict]:  # type: ignore[type-arg]
 
 
 def run_server(pack: Path, model: str, names: list[str], n: int, duration_s: float, config: BatchStreamConfig,
-               port: int, procs: int) -> dict:
+               port: int, procs: int, session_per_recording: bool = False) -> dict:
     """N websocket clients on loopback against `rtaudio serve --stt-backend batched`, from `procs` processes."""
     url = f"ws://127.0.0.1:{port}/v1/stream"
     session = {"audio": {"sample_rate_hz": SR},
                "partial_interval_ms": int(config.partial_interval_ms),
                "vad": {"min_silence_ms": config.vad.min_silence_ms}}
     t0 = time.monotonic() + 3.0
-    jobs = [(url, pack, list(range(i, n, procs)), len(names), duration_s, t0, session) for i in range(procs)]
+    jobs = [(url, pack, list(range(i, n, procs)), len(names), duration_s, t0, session, session_per_recording)
+            for i in range(procs)]
     with multiprocessing.get_context("spawn").Pool(procs) as pool:
         results = [r for part in pool.map(_clients, jobs) for r in part]
     sessions = [Session(None, r["start"], np.zeros(0, np.float32), r["files"],  # type: ignore[arg-type]
-                        captions=[(t, caption_from_json(d)) for t, d in r["captions"]]) for r in results]
+                        captions=[(t, _shifted(caption_from_json(d), offset) if offset else caption_from_json(d))
+                                  for t, d, offset in r["captions"]]) for r in results]
     return {"sessions": sessions, "ticks": [], "t0": t0, "duration_s": duration_s, "server": _server_batches(port)}
 
 
@@ -494,13 +508,14 @@ def main() -> int:
              else f"CUDA graphs {'on' if args.graphs else 'off'}"))
     print(f"{'N@silence':>8}{'p50':>6} {'p95':>6} {'p99':>6} {'final50':>7} {'missed':>7} {'batch':>6} {'tick ms':>8} "
           f"{'late end':>8} {'real time':>9}")
-    server = (_serve(args.pack, args.model, args.port, max(args.streams) + 8, args.server_processes, args.engine_per_process)
+    most = max(args.streams) * (2 if args.session_per_recording else 1) + 8  # a slot's next session connects early
+    server = (_serve(args.pack, args.model, args.port, most, args.server_processes, args.engine_per_process)
               if args.server else None)
     try:
         for ms, n in [] if args.wer_only or args.wer_finals else [(m, n) for m in args.min_silence_ms for n in args.streams]:
             if server is not None:
                 res = run_server(args.pack, args.model, names, n, args.duration_s, config_for(ms), args.port,
-                                 args.client_procs)
+                                 args.client_procs, args.session_per_recording)
             else:
                 res = run(engine, decode, vad, speech, names, n, args.duration_s, config_for(ms), args.max_batch,
                           greedy_late_s=greedy_late, words=words, vad_device=args.vad_device,

@@ -4,7 +4,7 @@
 # carry them there; a bare checkout's models/ serves as rtaudio_models; missing pure-Python packages
 # (websockets, soundfile) travel as unpacked wheels in .gpu/pydeps.
 #   usage: bash tools/gpu_bench.sh STEP...   results go to $OUT (default bench/results)
-#   steps: check steps sched sched-vad profile wer wer-in-run wer-in-streams server
+#   steps: check steps sched sched-vad profile wer wer-in-run wer-in-streams server server-wer
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD:$PWD/.gpu/pydeps
@@ -23,6 +23,7 @@ for step in "$@"; do
     wer-in-run) $P --streams 400 --duration-s 60 --session-per-recording --wer --out "$OUT/gpu_wer_in_run.json" ;;  # load's WER
     wer-in-streams) $P --streams 400 --duration-s 60 --wer --out "$OUT/gpu_wer_in_streams.json" ;;  # recordings back to back
     server) $P --server --server-processes 8 --client-procs 8 --streams 300 400 --duration-s 20 --out "$OUT/gpu_server.json" ;;
-    *) echo "unknown step $step (check steps sched sched-vad profile wer wer-in-run wer-in-streams server)" ;;
+    server-wer) $P --server --server-processes 8 --client-procs 8 --streams 400 --duration-s 60 --session-per-recording --out "$OUT/gpu_server_wer.json" ;;  # a session per recording, WER of its finals
+    *) echo "unknown step $step (check steps sched sched-vad profile wer wer-in-run wer-in-streams server server-wer)" ;;
   esac
 done
