@@ -252,13 +252,14 @@ class BatchedWhisper:
         self._warm_rows = {False: max_rows, True: max_finals}
         return runs
 
-    def lane(self) -> contextlib.AbstractContextManager[Any]:
+    def lane(self, urgent: bool = False) -> contextlib.AbstractContextManager[Any]:
         """Entered by a thread that decodes while another one does (the engine host's partial and final
         lanes, `rtaudio.stt.engine_host`): its work goes to a CUDA stream of its own, so the two lanes'
-        kernels overlap on the GPU instead of queueing behind each other. Nothing to do without CUDA."""
+        kernels overlap on the GPU instead of queueing behind each other; an `urgent` lane's stream has the
+        higher priority (the GPU schedules its waiting kernels first). Nothing to do without CUDA."""
         if self.device.type != "cuda":
             return contextlib.nullcontext()
-        return torch.cuda.stream(torch.cuda.Stream(self.device))
+        return torch.cuda.stream(torch.cuda.Stream(self.device, priority=-1 if urgent else 0))
 
     def _prefix_cap(self, prefixes: list[list[int]]) -> int:
         """Prefix room of a decoder: the start sequence alone, or room for the longest prompt (two shapes)."""

@@ -350,7 +350,7 @@ class EngineHost:
             for engine in self.engines.values():
                 lane = getattr(engine, "lane", None)  # e.g. a CUDA stream of this thread's own
                 if lane is not None:
-                    stack.enter_context(lane())
+                    stack.enter_context(lane(urgent=not final))  # partials first where both wait
             while not self._stop.is_set():
                 rounds = self._lanes[final].take(timeout_s=0.2)
                 for model in sorted({r.model for r in rounds}):
