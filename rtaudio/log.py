@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -19,8 +20,12 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def setup_logging(verbosity: int = 0) -> None:
-    """0: warnings, 1: info, 2+: debug. Logs go to stderr so stdout stays for results."""
+    """0: warnings, 1: info, 2+: debug; `RTAUDIO_LOG=info` (or debug) raises it in every process, child
+    processes such as `serve`'s engine process included. Logs go to stderr so stdout stays for results."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    named = logging.getLevelName(os.environ.get("RTAUDIO_LOG", "").upper())
+    if isinstance(named, int):
+        level = min(level, named)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger("rtaudio")

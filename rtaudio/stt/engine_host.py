@@ -12,6 +12,7 @@ loses only its own sessions, and a failed batch is an error for the rounds in it
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rtaudio.errors import BackendError
+from rtaudio.log import log_event
 
 log = logging.getLogger("rtaudio.stt.engine_host")
 
@@ -235,7 +237,7 @@ class _Lane:
 
 @dataclass
 class LaneStats:
-    """What the host's lanes did (see `EngineHost`)."""
+    """What the host's lanes did (see `EngineHost`); logged at info level every `REPORT_S`."""
 
     partial_passes: int = 0
     final_passes: int = 0
@@ -243,6 +245,24 @@ class LaneStats:
     finals_beam: int = 0
     finals_greedy: int = 0
     """Final rows decoded greedily (still timed, with their context) because they waited too long."""
+    recent: dict[bool, collections.deque[tuple[float, float, int]]] = field(
+        default_factory=lambda: {False: collections.deque(maxlen=2048), True: collections.deque(maxlen=2048)})
+    """Per lane (final?): the recent passes' (wait of their oldest round, decode seconds, rows)."""
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {"rounds": self.rounds, "finals_beam": self.finals_beam,
+                                 "finals_greedy": self.finals_greedy}
+        for final, name in ((False, "partial"), (True, "final")):
+            passes = np.array(list(self.recent[final])).reshape(-1, 3)
+            if len(passes):
+                out |= {f"{name}_passes": len(passes), f"{name}_rows_mean": round(float(passes[:, 2].mean()), 1),
+                        f"{name}_pass_p50_ms": round(1000 * float(np.median(passes[:, 1])), 1),
+                        f"{name}_wait_p50_ms": round(1000 * float(np.median(passes[:, 0])), 1),
+                        f"{name}_wait_p95_ms": round(1000 * float(np.percentile(passes[:, 0], 95)), 1)}
+        return out
+
+
+REPORT_S = 10.0
 
 
 class EngineHost:
@@ -270,6 +290,7 @@ class EngineHost:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._lanes = {False: _Lane(), True: _Lane()}
+        self._reported = time.monotonic()
         threading.Thread(target=self._accept, name="rtaudio-engine-accept", daemon=True).start()
         for final in (False, True):
             threading.Thread(target=self._lane_loop, args=(final,), daemon=True,
@@ -359,11 +380,16 @@ class EngineHost:
     def _decode(self, rounds: list[_Round], model: str, final: bool) -> None:
         """One pass of a lane: the rows of its kind of all `rounds` as one batch, then each round's reply."""
         beam = None
-        if final:
-            waited = time.monotonic() - min(r.received_s for r in rounds)
-            beam = 1 if self.final_late_s is not None and waited > self.final_late_s else None
+        started = time.monotonic()
+        waited = started - min(r.received_s for r in rounds)
+        if final and self.final_late_s is not None and waited > self.final_late_s:
+            beam = 1
         rows = [(r, i) for r in rounds for i in r.rows(final)]
         error = self._run(model, rows, final, beam)
+        self.stats.recent[final].append((waited, time.monotonic() - started, len(rows)))
+        if not final and started - self._reported > REPORT_S:
+            self._reported = started
+            log_event(log, logging.INFO, "engine lanes", **self.stats.summary())
         if final:
             self.stats.final_passes += 1
             if error is None:
