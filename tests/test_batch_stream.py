@@ -570,3 +570,27 @@ def test_a_final_in_a_batch_is_not_asked_for_again_until_its_words_come_back() -
     assert nxt is not None and nxt.final and nxt.start_sample > first.end_sample, "the next segment's final"
     assert cleared.apply(first, "stale words") == [], "the cleared final's words change nothing"
     assert cleared.request() == nxt
+
+
+def test_the_next_segments_partials_go_on_while_a_final_is_decoded() -> None:
+    """Speech that goes on after a pause is captioned while the pause's final is still in the engine
+    process: its partials are numbered as the next segment (the client keeps the two apart), and a final
+    that decodes no words falls back to its own segment's committed partial words, not the next one's."""
+    stream = _segmented(np.concatenate([PAUSE, SPEECH]))
+    partial = stream.request()
+    assert partial is not None and not partial.final
+    for _ in range(2):  # the same words twice: committed
+        stream.apply(partial, "Hello there")
+    stream.accept(np.zeros(512 * 40, np.float32))
+    stream.accept_vad(np.concatenate([PAUSE, SPEECH[:30]]))
+    final = stream.request()
+    assert final is not None and final.final
+    stream.taken(final)
+    nxt = stream.request()
+    assert nxt is not None and not nxt.final and nxt.start_sample > final.end_sample, "the open segment's partial"
+    (shown,) = stream.apply(nxt, "general Kenobi")
+    assert shown.segment_id == 1 and shown.stability == Stability.PARTIAL and shown.text == "general Kenobi"
+    (cap,) = stream.apply(final, "", _timed())
+    assert cap.segment_id == 0 and cap.is_final and cap.text == "Hello there"
+    (again,) = stream.apply(replace(nxt, end_sample=nxt.end_sample + 512), "general Kenobi")
+    assert again.segment_id == 1 and again.text == "general Kenobi"

@@ -102,12 +102,14 @@ class WindowRequest:
 
 
 class PendingFinal(NamedTuple):
-    """A segment waiting for its final decode: [start, end) samples, and the VAD position at which the stream
-    knew of it (the final is due then, see `BatchStream.request`)."""
+    """A segment waiting for its final decode: [start, end) samples, the VAD position at which the stream
+    knew of it (the final is due then, see `BatchStream.request`), and the words its partials had committed
+    (the final's text should its decode hear none)."""
 
     start: int
     end: int
     known: int
+    committed: tuple[Word, ...] = ()
 
 
 class BatchStream:
@@ -215,7 +217,9 @@ class BatchStream:
         self._trim()
 
     def _add_final(self, start: int, end: int, known: int) -> None:
-        self._pending_finals.append(PendingFinal(start, end, max(end, known)))
+        # the partials' words are this segment's from here: the next segment's partials may come before its
+        # final does (while it is decoded in an engine process)
+        self._pending_finals.append(PendingFinal(start, end, max(end, known), tuple(self.agreement.finish(None))))
 
     def _split_point(self) -> int:
         """Where a segment that reached max_segment_s is cut: mid-frame of the lowest VAD probability among
@@ -299,21 +303,19 @@ class BatchStream:
     def taken(self, req: WindowRequest) -> None:
         """`req` went into a batch. A final is then not requested again until its words come back (`apply`):
         a server's front-end plans its next round while the finals of the last are still being decoded
-        (`rtaudio.stt.engine_host`). Meanwhile the stream asks for nothing: its next segment's partials
-        follow its final, as always."""
+        (`rtaudio.stt.engine_host`). Meanwhile the next segment's partials go on (they need nothing of it);
+        its next final waits, since that one is prompted with this one's words."""
         if req.final:
             self._decoding = (req.start_sample, req.end_sample)
 
     def request(self) -> WindowRequest | None:
         """The decode this stream needs next, if any (finals first)."""
-        if self._pending_finals:
-            if self._pending_finals[0][:2] == self._decoding:
-                return None  # being decoded
+        if self._pending_finals and self._pending_finals[0][:2] != self._decoding:  # (not being decoded)
             # Due when the stream knew of it: the VAD declares an end only after its silence, and a cut of a
             # long segment lies up to split_search_s back. Due at its end, a final looked that late at once,
             # and the scheduler took every stream's beam for it (H100, 400 streams at 300-400 ms endpointing:
             # two finals in three greedy, the batch "3 s late" while it kept up).
-            start, end, known = self._pending_finals[0]
+            start, end, known, _ = self._pending_finals[0]
             ctx = self._context_start(start)
             due = self.origin_s + known / SAMPLE_RATE_HZ
             return WindowRequest(self.id, start, end, True, due, self._prompt(ctx),
@@ -380,8 +382,9 @@ class BatchStream:
         shown = list(self.agreement.committed) + list(self.agreement.tail)
         if not shown:
             return []
+        # numbered after the finals still to come (a segment's number is its final's)
         return [Caption(words_text(shown), req.start_sample, req.end_sample, Stability.PARTIAL,
-                        self.segment_id, SAMPLE_RATE_HZ, tuple(shown))]
+                        self.segment_id + len(self._pending_finals), SAMPLE_RATE_HZ, tuple(shown))]
 
     def _apply_final(self, req: WindowRequest, text: str, timed: TimedWords | None) -> list[Caption]:
         segment = (req.start_sample, req.end_sample)
@@ -407,6 +410,7 @@ class BatchStream:
         continues = req.start_sample in self._continued
         self._continued.discard(req.start_sample)
         rest = None if continues else self._stopped_early(req, words, timed is not None)
+        pending = self._pending_finals[0]
         if rest is not None:  # the rest of the segment is the next final, prompted by these words
             self._pending_finals[0] = self._pending_finals[0]._replace(start=rest)
             self._continued.add(rest)
@@ -416,8 +420,7 @@ class BatchStream:
         # The final decode heard the whole segment at once, as offline transcription does: it is the final.
         # (Merging it into words committed from partials, whose times are only spread evenly, garbles
         # spelled letters: "pi tts bu rgh".) Partials only ever showed a preview.
-        final_words = words or self.agreement.finish(None)
-        self.agreement.reset()
+        final_words = words or list(pending.committed)
         cap = Caption(words_text(final_words), req.start_sample, req.end_sample if rest is None else rest,
                       Stability.FINAL, self.segment_id, SAMPLE_RATE_HZ, tuple(final_words))
         self.segment_id += 1
