@@ -396,6 +396,7 @@ def wer_in_run(result: dict, refs: dict, speech: dict[str, np.ndarray]) -> dict:
     within it (recordings are 1 s apart)."""
     errors = words = files = 0
     played: dict[str, int] = {}
+    by_name: dict[str, list[int]] = {}  # recording -> [errors, words] over its plays
     worst: list[tuple[int, str, float, str]] = []
     for i, s in enumerate(result["sessions"]):
         finals = [c for _, c in s.captions if c.is_final]
@@ -407,10 +408,12 @@ def wer_in_run(result: dict, refs: dict, speech: dict[str, np.ndarray]) -> dict:
             e, w = word_errors(refs[name]["transcript"], hyp)
             errors, words, files = errors + e, words + w, files + 1
             played[name] = played.get(name, 0) + 1
+            by_name[name] = [by_name.get(name, [0, 0])[0] + e, by_name.get(name, [0, 0])[1] + w]
             worst.append((e, f"session {i} {name}", offset, hyp))
     worst.sort(key=lambda x: -x[0])
     return {"wer_in_run": errors / words if words else float("nan"), "wer_in_run_errors": errors,
             "wer_in_run_words": words, "wer_in_run_recordings": files, "wer_in_run_played": played,
+            "wer_in_run_by_recording": by_name,
             "wer_in_run_worst": [{"errors": e, "recording": r, "offset_s": round(o, 2), "finals": h}
                                  for e, r, o, h in worst[:20]]}
 
@@ -569,6 +572,10 @@ def main() -> int:
               "min_silence_ms": args.min_silence_ms[0], "pause_pass_ms": args.pause_pass_ms,
               "cuda_graphs": args.graphs, "runs": rows}
     if args.wer or args.wer_only or args.wer_finals:
+        if engine is None:  # a server run: the WER run (the same recordings unloaded) on an engine of its own
+            engine, decode, words = build_engine(args.pack, args.model, args.device, static_shapes=args.graphs,
+                                                 shapes_s=tuple(args.shapes_s), final_beam=args.final_beam)
+            engine.warm_up()
         if args.wer_finals:
             texts = final_texts(engine, decode, vad, speech, names, config, args.max_batch, words,
                                 greedy=args.greedy_finals)
