@@ -8,6 +8,7 @@ import json
 import threading
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import jiwer
@@ -23,8 +24,9 @@ from rtaudio.errors import ConfigError, ModelNotFetchedError, SampleRateError
 from rtaudio.modelstore import model_dir
 from rtaudio.server.background import BackgroundServer
 from rtaudio.server.client import CaptionEvent, ServerEvent, StreamClient
-from rtaudio.server.config import ServerConfig
+from rtaudio.server.config import ServerConfig, SessionConfig
 from rtaudio.server.engine import resolve_backend
+from rtaudio.server.stream_adapter import open_batched_stream
 from rtaudio.stt.alignment import alignment_matrix as reference_alignment_matrix
 from rtaudio.stt.alignment import timed_row_words
 from rtaudio.stt.batch_service import (
@@ -34,12 +36,13 @@ from rtaudio.stt.batch_service import (
     load_service,
     remote_service,
 )
+from rtaudio.stt.batch_stream import BatchStreamConfig
 from rtaudio.stt.decoding import DecodeOptions
 from rtaudio.stt.engine_host import EngineAddress, EngineHost
 from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
 from rtaudio.stt.textnorm import normalize_english
 from rtaudio.stt.tokenizer import WhisperTokenizer
-from rtaudio.stt.vad import SpeechEnded, SpeechStarted
+from rtaudio.stt.vad import SpeechEnded, SpeechStarted, VadConfig
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +207,15 @@ def test_batch_service_captions_sessions_fed_from_other_threads(service: BatchSe
     del sessions, s
     gc.collect()
     assert service.streams == 0  # dropped sessions leave the runner
+
+
+def test_a_server_session_has_the_batched_backends_vad_with_its_own_endpointing(service: BatchService) -> None:
+    """A session's threshold and endpointing are its own; the rest of the VAD (its padding) is the batched
+    backend's, whose WER is measured, not the CPU path's."""
+    adapter = open_batched_stream(service, SessionConfig(vad_threshold=0.4, vad_min_silence_ms=300))
+    assert isinstance(adapter.stream, BatchSession)
+    expected = replace(BatchStreamConfig().vad, threshold=0.4, min_silence_ms=300)
+    assert adapter.stream.stream.config.vad == expected and expected.speech_pad_ms != VadConfig().speech_pad_ms
 
 
 def test_batch_session_reset_drops_the_open_segment(service: BatchService, speech_dir: Path) -> None:

@@ -29,12 +29,16 @@ from rtaudio.stt.vad import SpeechEnded, SpeechStarted, VadConfig
 NO_ENDPOINT_SILENCE_MS = 10000  # vad.enabled = false: segments end by flush (or window trim) only
 
 
+def session_vad(session: SessionConfig, base: VadConfig) -> VadConfig:
+    """A session's VAD: the backend's defaults (`base`) with the session's threshold and endpointing."""
+    silence_ms = session.vad_min_silence_ms if session.vad_enabled else NO_ENDPOINT_SILENCE_MS
+    return replace(base, threshold=session.vad_threshold, min_silence_ms=silence_ms,
+                   speech_pad_ms=min(base.speech_pad_ms, silence_ms))
+
+
 def streaming_config(session: SessionConfig, budget: LatencyBudgetConfig | None = None) -> StreamingConfig:
     """Session settings (and the server's latency budget) -> recognizer settings."""
-    silence_ms = session.vad_min_silence_ms if session.vad_enabled else NO_ENDPOINT_SILENCE_MS
-    base = VadConfig()
-    vad = replace(base, threshold=session.vad_threshold, min_silence_ms=silence_ms,
-                  speech_pad_ms=min(base.speech_pad_ms, silence_ms))
+    vad = session_vad(session, VadConfig())
     # Greedy finals: a beam-5 final pass (the captioning default) is a burst of CPU at every endpoint that
     # the other sessions' partials wait behind. With it, 3 admitted sessions no longer kept the 600 ms p95
     # partial budget (883 / 595 / 761 ms, budget events) where greedy finals keep it (`bench/latency.py`).
@@ -136,7 +140,9 @@ def open_caption_stream(recognizer: Any, vad_model: Any, session: SessionConfig,
 def open_batched_stream(service: BatchService, session: SessionConfig, offset_samples: int = 0,
                         first_segment_id: int = 0) -> StreamAdapter:
     """A session on the batched backend: its VAD settings and partial cadence (`ModelHub.check` has refused
-    languages other than English, which the batched decoder's start sequence cannot transcribe)."""
-    vad = streaming_config(session).vad
-    config = BatchStreamConfig(partial_interval_ms=max(50, session.partial_interval_ms), vad=vad)
+    languages other than English, which the batched decoder's start sequence cannot transcribe). The VAD's
+    other settings are the batched backend's (`BatchStreamConfig`), whose WER the benchmarks measure, not
+    the CPU path's."""
+    batch = BatchStreamConfig()
+    config = replace(batch, partial_interval_ms=max(50, session.partial_interval_ms), vad=session_vad(session, batch.vad))
     return StreamAdapter(service.open(config), offset_samples, first_segment_id)
