@@ -177,8 +177,8 @@ class BatchService:
                       ) -> bool:
         """A round through the engine process: sent whole (the host merges the rounds of all front-ends), its
         partials' captions out as soon as they are back, then on to the next round while its finals are still
-        decoded in the host's final lane (their streams ask for nothing meanwhile, see `BatchStream.taken`);
-        finals are published as they come back."""
+        decoded in the host's final lane (they are not asked for again, and their streams' next segments'
+        partials go on, see `BatchStream.taken`); finals are published as they come back."""
         if sent is not None:
             requests, (windows, prompts, finals) = sent
             rnd = engine.submit(windows, prompts, finals)

@@ -287,6 +287,7 @@ class EngineHost:
         self._conns: list[Connection] = []
         self._blocks: dict[Connection, SharedMemory] = {}
         self._send_locks: dict[Connection, threading.Lock] = {}
+        self._dead: dict[Connection, BaseException] = {}  # front-ends a lane could not answer
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._lanes = {False: _Lane(), True: _Lane()}
@@ -320,6 +321,10 @@ class EngineHost:
     def serve_once(self, timeout_s: float = 0.2) -> int:
         """Take the rounds of every front-end waiting now (at most `timeout_s` for the first) into the lanes;
         returns how many. Rounds taken together go into each lane together."""
+        with self._lock:
+            dead, self._dead = self._dead, {}
+        for conn, why in dead.items():
+            self._drop(conn, why)
         with self._lock:
             conns = list(self._conns)
         rounds = [r for conn in wait(conns, timeout_s) if (r := self._receive(conn)) is not None]  # type: ignore[arg-type]
@@ -356,15 +361,18 @@ class EngineHost:
         return shm
 
     def _drop(self, conn: Connection, why: BaseException) -> None:
+        """Forget a front-end (on the thread that waits on the connections: it must not close one that
+        `wait` is watching; the lanes report theirs through `_dead`)."""
         log.info("front-end left the engine host: %s", why)
         with self._lock:
             if conn in self._conns:
                 self._conns.remove(conn)
-            self._send_locks.pop(conn, None)
+            send_lock = self._send_locks.pop(conn, None)
         shm = self._blocks.pop(conn, None)
         if shm is not None:
             shm.close()
-        conn.close()
+        with send_lock or contextlib.nullcontext():  # not while a lane writes to it
+            conn.close()
 
     def _lane_loop(self, final: bool) -> None:
         with contextlib.ExitStack() as stack:
@@ -437,11 +445,14 @@ class EngineHost:
         lock = self._send_locks.get(conn)
         if lock is None:  # dropped meanwhile
             return
-        try:
-            with lock:  # both lanes answer the same front-end
+        with lock:  # both lanes answer the same front-end
+            if conn.closed:
+                return
+            try:
                 conn.send(reply)
-        except (OSError, EOFError) as e:
-            self._drop(conn, e)
+            except (OSError, EOFError) as e:  # it left: dropped by the waiting thread, at its next pass
+                with self._lock:
+                    self._dead[conn] = e
 
 
 def run_engine_host(models: list[str], address: EngineAddress, pack: str | None, device: str,
