@@ -23,7 +23,7 @@ for step in "$@"; do
     wer-in-run) $P --streams 400 --duration-s 60 --session-per-recording --wer --out "$OUT/gpu_wer_in_run.json" ;;  # load's WER
     wer-in-streams) $P --streams 400 --duration-s 60 --wer --out "$OUT/gpu_wer_in_streams.json" ;;  # recordings back to back
     server) $P --server --server-processes 8 --client-procs 8 --streams 300 400 --duration-s 20 --out "$OUT/gpu_server.json" ;;
-    server-wer) $P --server --server-processes 8 --client-procs 8 --streams 400 --duration-s 60 --session-per-recording --out "$OUT/gpu_server_wer.json" ;;  # a session per recording, WER of its finals
+    server-wer) $P --server --server-processes 8 --client-procs 8 --streams 400 --duration-s 60 --session-per-recording --wer --out "$OUT/gpu_server_wer.json" ;;  # a session per recording: WER of its finals, and of the same recordings unloaded
     *) echo "unknown step $step (check steps sched sched-vad profile wer wer-in-run wer-in-streams server server-wer)" ;;
   esac
 done
