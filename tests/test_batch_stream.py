@@ -590,6 +590,7 @@ def test_the_next_segments_partials_go_on_while_a_final_is_decoded() -> None:
     assert nxt is not None and not nxt.final and nxt.start_sample > final.end_sample, "the open segment's partial"
     (shown,) = stream.apply(nxt, "general Kenobi")
     assert shown.segment_id == 1 and shown.stability == Stability.PARTIAL and shown.text == "general Kenobi"
+    assert (stream.segment_id, stream.speech_segment_id) == (0, 1), "speech events name the segment it goes into"
     (cap,) = stream.apply(final, "", _timed())
     assert cap.segment_id == 0 and cap.is_final and cap.text == "Hello there"
     (again,) = stream.apply(replace(nxt, end_sample=nxt.end_sample + 512), "general Kenobi")

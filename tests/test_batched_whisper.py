@@ -32,13 +32,11 @@ from rtaudio.stt.alignment import timed_row_words
 from rtaudio.stt.batch_service import (
     BatchService,
     BatchSession,
-    load_engine_for,
     load_service,
-    remote_service,
+    one_lane_service,
 )
 from rtaudio.stt.batch_stream import BatchStreamConfig
 from rtaudio.stt.decoding import DecodeOptions
-from rtaudio.stt.engine_host import EngineAddress, EngineHost
 from rtaudio.stt.recognizer import RecognizerConfig, WhisperRecognizer
 from rtaudio.stt.textnorm import normalize_english
 from rtaudio.stt.tokenizer import WhisperTokenizer
@@ -152,26 +150,19 @@ def test_the_alignment_matrix_on_the_device_is_the_numpy_one(positions: int) -> 
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
-@pytest.fixture(scope="module", params=["in-process", "engine-process"])
-def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchService]:
-    """The service with its engine in this process, or behind an engine host (`serve --processes N`; the
-    host runs on threads here): a front-end then plans its next round while its finals are still decoded."""
+@pytest.fixture(scope="module", params=["lanes", "one lane"])
+def service(request: pytest.FixtureRequest) -> Iterator[BatchService]:
+    """The service as servers run it (its engine behind an engine host on threads: two lanes, and a front-end
+    that plans its next round while its finals are decoded), or calling its engine directly, a round at a
+    time (the bench's scheduler)."""
     try:
         model_dir("whisper-tiny.en")
     except ModelNotFetchedError as e:
         pytest.skip(f"{e}")
-    if request.param == "in-process":
-        svc = load_service("whisper-tiny.en", device="cpu")
-        yield svc
-        svc.stop()
-        return
-    host = EngineHost({"whisper-tiny.en": load_engine_for("whisper-tiny.en", "cpu")},
-                      EngineAddress.fresh(str(tmp_path_factory.mktemp("engine"))))
-    threading.Thread(target=host.serve_forever, daemon=True).start()
-    svc = remote_service("whisper-tiny.en", host.address)
+    load = load_service if request.param == "lanes" else one_lane_service
+    svc = load("whisper-tiny.en", device="cpu")
     yield svc
     svc.stop()
-    host.stop()
 
 
 def _feed(session: BatchSession, audio: np.ndarray, chunk: int = 1600) -> None:

@@ -35,7 +35,7 @@ from rtaudio.stt.batch_stream import (
     BatchStreamConfig,
     WindowRequest,
 )
-from rtaudio.stt.engine_host import EngineAddress, RemoteEngine, RemoteRound
+from rtaudio.stt.engine_host import EngineAddress, EngineHost, RemoteEngine, RemoteRound
 from rtaudio.stt.tokenizer import WhisperTokenizer
 from rtaudio.stt.vad import SpeechEnded, SpeechStarted
 
@@ -86,6 +86,8 @@ class BatchService:
         self._closed: collections.deque[int] = collections.deque()
         self._stop = threading.Event()
         self._flight: list[_Flight] = []  # rounds in the engine process (a RemoteEngine's), oldest first
+        self.on_stop: list[Callable[[], None]] = []
+        """Called by `stop` after the service's own thread: e.g. an engine host it brought along."""
         self._thread = threading.Thread(target=self._run, name="rtaudio-batch", daemon=True)
         self._thread.start()
 
@@ -120,6 +122,8 @@ class BatchService:
         close = getattr(self.runner.engine, "close", None)  # a RemoteEngine's pipe and shared memory
         if close is not None:
             close()
+        for stop in self.on_stop:
+            stop()
 
     @property
     def streams(self) -> int:
@@ -288,7 +292,8 @@ class BatchSession:
 
     @property
     def segment_id(self) -> int:
-        return self.stream.segment_id
+        """The segment that speech now goes into (see `BatchStream.speech_segment_id`)."""
+        return self.stream.speech_segment_id
 
 
 def model_paths(model: str, pack: Path | None = None) -> tuple[Path, Path]:
@@ -334,7 +339,20 @@ def _service(engine: BatchEngine, model: str, pack: Path | None, config: BatchSt
 
 def load_service(model: str, device: str = "auto", config: BatchStreamConfig | None = None,
                  clock: Clock | None = None, pack: Path | None = None) -> BatchService:
-    """The batched backend for a model in this process (see `load_engine_for` and `model_paths`)."""
+    """The batched backend for a model in this process (see `load_engine_for` and `model_paths`): its engine
+    behind an `EngineHost` on threads of this process, so partials and finals are decoded in two lanes as
+    with an engine process of their own (`remote_service`)."""
+    host = EngineHost({model: load_engine_for(model, device, pack)}, EngineAddress.fresh())
+    threading.Thread(target=host.serve_forever, name="rtaudio-engine-host", daemon=True).start()
+    service = remote_service(model, host.address, config, clock, pack)
+    service.on_stop.append(host.stop)
+    return service
+
+
+def one_lane_service(model: str, device: str = "auto", config: BatchStreamConfig | None = None,
+                     clock: Clock | None = None, pack: Path | None = None) -> BatchService:
+    """The batched backend calling its engine directly, a round's partials then its finals on the service's
+    thread (the bench's scheduler and tests; finals decode greedily while the batch runs late)."""
     return _service(load_engine_for(model, device, pack), model, pack, config, clock)
 
 

@@ -382,9 +382,14 @@ class BatchStream:
         shown = list(self.agreement.committed) + list(self.agreement.tail)
         if not shown:
             return []
-        # numbered after the finals still to come (a segment's number is its final's)
         return [Caption(words_text(shown), req.start_sample, req.end_sample, Stability.PARTIAL,
-                        self.segment_id + len(self._pending_finals), SAMPLE_RATE_HZ, tuple(shown))]
+                        self.speech_segment_id, SAMPLE_RATE_HZ, tuple(shown))]
+
+    @property
+    def speech_segment_id(self) -> int:
+        """The number of the segment that speech now goes into: after those whose finals are still to come
+        (a segment's number is its final's, `segment_id` counts the finals given)."""
+        return self.segment_id + len(self._pending_finals)
 
     def _apply_final(self, req: WindowRequest, text: str, timed: TimedWords | None) -> list[Caption]:
         segment = (req.start_sample, req.end_sample)
