@@ -80,8 +80,12 @@ def test_front_ends_rounds_decode_as_one_batch_with_the_engines_own_results(
     def front_end(i: int) -> None:
         remote = RemoteEngine(host.address, MODEL)
         try:
-            results[i] = remote.transcribe(rounds[i][0], finals=rounds[i][1],
-                                           on_greedy=lambda rows, tokens: early.append((rows, tokens, beam_done)))
+            rnd = remote.submit(rounds[i][0], finals=rounds[i][1])
+            remote.wait(rnd, greedy_only=True)
+            if rnd.greedy_rows and len(rnd.greedy_rows) < len(rnd.finals):  # a partial beside a final
+                early.append((rnd.greedy_rows, rnd.greedy_tokens(), beam_done))
+            remote.wait(rnd)
+            results[i] = rnd.tokens
         finally:
             remote.close()
 

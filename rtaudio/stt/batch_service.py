@@ -45,7 +45,8 @@ log = logging.getLogger("rtaudio.stt.batch")
 @dataclass
 class RoundStats:
     """What a service's rounds did, for the server's /metrics: how many, how many finals lost their beam
-    search because the batch ran late (`BatchScheduler`), and the recent rounds' durations and lateness."""
+    search because the batch ran late (`BatchScheduler`, or an engine host's final lane), and the recent
+    rounds' durations and lateness."""
 
     rounds: int = 0
     finals: int = 0
@@ -352,7 +353,8 @@ def load_service(model: str, device: str = "auto", config: BatchStreamConfig | N
 def one_lane_service(model: str, device: str = "auto", config: BatchStreamConfig | None = None,
                      clock: Clock | None = None, pack: Path | None = None) -> BatchService:
     """The batched backend calling its engine directly, a round's partials then its finals on the service's
-    thread (the bench's scheduler and tests; finals decode greedily while the batch runs late)."""
+    thread, as the bench's scheduler does (`BatchRunner.tick`); finals decode greedily while the batch runs
+    late. For tests and callers that want no engine host."""
     return _service(load_engine_for(model, device, pack), model, pack, config, clock)
 
 

@@ -175,17 +175,11 @@ class RemoteEngine:
             rnd.error = str(payload)
 
     def transcribe(self, windows: list[np.ndarray], prompts: list[str] | None = None,
-                   finals: list[bool] | None = None,
-                   on_greedy: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[int]]:
-        """Token ids per window, as the host's engine decodes them. A round with rows of both kinds gets its
-        greedy rows (those not marked in `finals`) back first, while the host beam-searches the others:
-        `on_greedy(rows, tokens)` is then called with their indices and tokens before this returns."""
+                   finals: list[bool] | None = None) -> list[list[int]]:
+        """Token ids per window, as the host's engine decodes them: one round, sent and waited for."""
         if not windows:
             return []
         rnd = self.submit(windows, prompts, finals)
-        if on_greedy is not None and rnd.greedy_rows and len(rnd.greedy_rows) < len(windows):
-            self.wait(rnd, greedy_only=True)
-            on_greedy(rnd.greedy_rows, rnd.greedy_tokens())
         self.wait(rnd)
         assert rnd.tokens is not None
         return rnd.tokens
@@ -406,21 +400,29 @@ class EngineHost:
         else:
             self.stats.partial_passes += 1
         for r in rounds:
-            if not final:
-                try:
-                    if error is not None:
-                        r.failed = True
-                        self._send(r.conn, (r.seq, "error", error))
-                    elif r.rows(True):  # its finals follow from the final lane
-                        self._send(r.conn, (r.seq, "greedy", [r.tokens[i] for i in r.rows(False)]))
-                    else:
-                        self._send(r.conn, (r.seq, "ok", r.tokens, False))
-                finally:
-                    r.greedy_sent.set()
-                continue
-            r.greedy_sent.wait()
-            if not r.failed:
-                self._send(r.conn, (r.seq, "error", error) if error is not None else (r.seq, "ok", r.tokens, beam == 1))
+            if final:
+                self._answer_final(r, error, beam == 1)
+            else:
+                self._answer_partials(r, error)
+
+    def _answer_partials(self, r: _Round, error: str | None) -> None:
+        """A round's reply from the partial lane: its greedy rows' tokens (all of it if it has no finals)."""
+        try:
+            if error is not None:
+                r.failed = True
+                self._send(r.conn, (r.seq, "error", error))
+            elif r.rows(True):  # its finals follow from the final lane
+                self._send(r.conn, (r.seq, "greedy", [r.tokens[i] for i in r.rows(False)]))
+            else:
+                self._send(r.conn, (r.seq, "ok", r.tokens, False))
+        finally:
+            r.greedy_sent.set()
+
+    def _answer_final(self, r: _Round, error: str | None, greedy: bool) -> None:
+        """A round's last reply, from the final lane: after its partials' (the front-end reads them first)."""
+        r.greedy_sent.wait()
+        if not r.failed:
+            self._send(r.conn, (r.seq, "error", error) if error is not None else (r.seq, "ok", r.tokens, greedy))
 
     def _run(self, model: str, rows: list[tuple[_Round, int]], final: bool, beam: int | None) -> str | None:
         """Decode rows (round, window) of one kind into their rounds' tokens; the error, if the batch failed."""
