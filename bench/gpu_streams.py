@@ -408,7 +408,8 @@ def wer_in_run(result: dict, refs: dict, speech: dict[str, np.ndarray]) -> dict:
             e, w = word_errors(refs[name]["transcript"], hyp)
             errors, words, files = errors + e, words + w, files + 1
             played[name] = played.get(name, 0) + 1
-            by_name[name] = [by_name.get(name, [0, 0])[0] + e, by_name.get(name, [0, 0])[1] + w]
+            tally = by_name.setdefault(name, [0, 0])
+            tally[0], tally[1] = tally[0] + e, tally[1] + w
             worst.append((e, f"session {i} {name}", offset, hyp))
     worst.sort(key=lambda x: -x[0])
     return {"wer_in_run": errors / words if words else float("nan"), "wer_in_run_errors": errors,
